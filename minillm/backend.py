@@ -1,0 +1,152 @@
+"""The array backend: NumPy on the CPU or CuPy on an NVIDIA GPU, chosen once.
+
+Set ``MINILLM_BACKEND=numpy`` (the default) or ``MINILLM_BACKEND=cupy`` before
+importing minillm. Every piece of array code in layers 2-7 (autograd,
+functional, nn, optim, model, kvcache, sampling, lora) spells its arrays as
+``backend.xp.<something>``, never ``numpy.<something>``: that one rule is what
+lets the same source run on both libraries. The few operations whose spelling
+differs between NumPy and CuPy live here and nowhere else.
+
+Randomness is always drawn on the host with a seeded ``numpy.random.Generator``
+and then moved to the device, so both backends see identical numbers for the
+same seed (identical initial weights, identical dropout masks, identical
+sampled tokens).
+"""
+import os
+
+import numpy
+
+SUPPORTED = ("numpy", "cupy")
+
+
+def _choose(requested):
+    """Import and return (name, module) for the requested backend name."""
+    requested = requested.strip().lower()
+    if requested not in SUPPORTED:
+        raise ValueError(
+            f"unknown MINILLM_BACKEND {requested!r}: expected one of {SUPPORTED} "
+            "(unset it to use numpy)")
+    if requested == "numpy":
+        return "numpy", numpy
+    try:
+        import cupy
+    except ImportError as error:
+        raise ImportError(
+            "MINILLM_BACKEND=cupy but CuPy is not installed: install the GPU extra "
+            "(pip install -e \".[gpu]\", a CuPy wheel for your CUDA version, e.g. "
+            "cupy-cuda12x) or unset MINILLM_BACKEND to use numpy") from error
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDA driver missing or broken
+        raise RuntimeError(
+            f"MINILLM_BACKEND=cupy but no usable GPU was found ({error}); "
+            "unset MINILLM_BACKEND to use numpy") from error
+    if count < 1:
+        raise RuntimeError("MINILLM_BACKEND=cupy but no GPU is visible; "
+                           "unset MINILLM_BACKEND to use numpy")
+    return "cupy", cupy
+
+
+name, xp = _choose(os.environ.get("MINILLM_BACKEND", "numpy"))
+
+
+def to_numpy(array):
+    """Return ``array`` as a host ``numpy.ndarray`` (a no-op on the NumPy backend)."""
+    if name == "cupy" and isinstance(array, xp.ndarray):
+        return array.get()
+    return numpy.asarray(array)
+
+
+def asarray(data, dtype=None):
+    """Move ``data`` (host array, list, scalar or device array) onto the backend."""
+    return xp.asarray(data, dtype=dtype)
+
+
+def is_floating(array):
+    """True when ``array`` holds floating-point numbers."""
+    return numpy.issubdtype(array.dtype, numpy.floating)
+
+
+def is_integer(array):
+    """True when ``array`` holds integers (signed or unsigned), not booleans."""
+    return numpy.issubdtype(array.dtype, numpy.integer)
+
+
+def scatter_add(target, indices, values):
+    """In place: ``target[indices] += values``, adding repeated indices up.
+
+    Plain ``target[indices] += values`` keeps only one contribution per
+    repeated index; the embedding gradient needs them all. NumPy spells this
+    ``numpy.add.at`` and CuPy ``cupyx.scatter_add``.
+    """
+    if name == "cupy":
+        import cupyx
+        cupyx.scatter_add(target, indices, values)
+    else:
+        numpy.add.at(target, indices, values)
+    return target
+
+
+def rows_add(target, ids, values):
+    """In place: ``target[ids[i]] += values[i]`` for a 1-D int array ``ids``.
+
+    The embedding gradient. On the CPU a sparse one-hot matrix product,
+    ``bincount`` per column or ``add.at`` are all correct; ``add.at`` on rows is
+    slow in NumPy, so we sort the ids and use ``add.reduceat`` over the runs of
+    equal ids (one pass over the data). CuPy's atomic ``scatter_add`` is fast.
+    """
+    if name == "cupy":
+        return scatter_add(target, ids, values)
+    if ids.size == 0:
+        return target
+    order = numpy.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = numpy.flatnonzero(numpy.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    target[sorted_ids[starts]] += numpy.add.reduceat(values[order], starts, axis=0)
+    return target
+
+
+def host_rng(seed=None):
+    """A seeded host random generator (``numpy.random.Generator``)."""
+    if isinstance(seed, numpy.random.Generator):
+        return seed
+    return numpy.random.default_rng(seed)
+
+
+def random_normal(rng, shape, std=1.0, dtype="float32"):
+    """N(0, std^2) numbers drawn on the host from ``rng``, moved to the backend."""
+    return xp.asarray((rng.standard_normal(shape) * std).astype(dtype))
+
+
+def device_rng(seed=None):
+    """A seeded generator for randomness drawn in bulk on the device (dropout masks).
+
+    On NumPy this is a ``numpy.random.Generator``; on CuPy, CuPy's own generator,
+    so that a dropout mask never crosses the PCIe bus. (Dropout masks are
+    therefore seeded but not identical across backends; initial weights and
+    sampled tokens are, because they are drawn on the host.)
+    """
+    if name == "cupy":
+        return xp.random.default_rng(seed)
+    return numpy.random.default_rng(seed)
+
+
+def random_uniform(rng, shape, dtype="float32"):
+    """U[0, 1) numbers of the given dtype from ``rng`` (host or device generator)."""
+    dtype = numpy.dtype(dtype)
+    if name == "cupy" and isinstance(rng, numpy.random.Generator):
+        return xp.asarray(rng.random(shape, dtype=dtype))
+    return rng.random(shape, dtype=dtype)
+
+
+def synchronize():
+    """Wait until the device has finished its queued work (before reading a timer)."""
+    if name == "cupy":
+        xp.cuda.Device().synchronize()
+
+
+def memory_used_bytes():
+    """Bytes the backend's allocator holds on the device (0 on NumPy)."""
+    if name == "cupy":
+        return int(xp.get_default_memory_pool().used_bytes())
+    return 0

@@ -1,0 +1,31 @@
+"""Every differentiable op of minillm, one concept per file.
+
+    elementwise     exp, log, tanh, sqrt, relu, gelu, where, masked_fill
+    reduction       sum, mean, max, matmul (Functions defined in autograd.py)
+    shape           reshape, transpose/permute, getitem, concat, stack, split
+    linear          linear: x W + b, fused
+    embedding       embedding: table lookup with scatter-add backward
+    softmax         softmax, log_softmax, fused
+    cross_entropy   cross_entropy with ignore_index, fused with log-softmax
+    layer_norm      layer_norm, fused
+    dropout         inverted dropout with an explicit generator
+    attention       scaled_dot_product_attention, fused, causal, KV prefix
+"""
+from minillm.functional.elementwise import exp, log, tanh, sqrt, relu, gelu, where, masked_fill
+from minillm.functional.reduction import sum, mean, max, matmul
+from minillm.functional.shape import reshape, transpose, permute, getitem, concat, stack, split
+from minillm.functional.linear import linear
+from minillm.functional.embedding import embedding, check_token_ids
+from minillm.functional.softmax import softmax, log_softmax
+from minillm.functional.cross_entropy import cross_entropy
+from minillm.functional.layer_norm import layer_norm
+from minillm.functional.dropout import dropout
+from minillm.functional.attention import scaled_dot_product_attention
+
+__all__ = [
+    "exp", "log", "tanh", "sqrt", "relu", "gelu", "where", "masked_fill",
+    "sum", "mean", "max", "matmul",
+    "reshape", "transpose", "permute", "getitem", "concat", "stack", "split",
+    "linear", "embedding", "check_token_ids", "softmax", "log_softmax", "cross_entropy",
+    "layer_norm", "dropout", "scaled_dot_product_attention",
+]

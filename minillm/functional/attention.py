@@ -1,0 +1,85 @@
+"""Scaled dot-product attention as one fused op, forward and backward by hand.
+
+For queries Q (B, H, Tq, D), keys K and values V (B, H, Tk, D), Tk >= Tq:
+
+    S = Q K^T / sqrt(D)            (B, H, Tq, Tk)  scores
+    S[i, j] = -inf where j > i + (Tk - Tq)         causal mask, aligned bottom-right:
+                                                   the last query sees every key
+    P = softmax(S) along keys      (B, H, Tq, Tk)  attention weights
+    O = P V                        (B, H, Tq, D)
+
+With G = dL/dO, backward is the chain rule through the three steps:
+
+    dV = P^T G
+    dP = G V^T
+    dS = P * (dP - sum_j(dP * P))                  softmax backward, row by row
+    dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D)
+
+When Tk > Tq the first Tk - Tq keys are a cached prefix (the KV cache): query i
+is at absolute position i + (Tk - Tq). Optional dropout on P (GPT-2's
+attn_pdrop) multiplies P by a scaled Bernoulli mask M: O = (P*M) V.
+"""
+import math
+
+from minillm import backend
+from minillm.autograd import Function, _shape_text
+from minillm.backend import xp
+
+
+def causal_bias(t_query, t_key, dtype):
+    """(Tq, Tk) array: 0 where query i may see key j (j <= i + Tk - Tq), -inf elsewhere."""
+    query_pos = xp.arange(t_query)[:, None] + (t_key - t_query)
+    key_pos = xp.arange(t_key)[None, :]
+    return xp.where(key_pos > query_pos, -xp.inf, 0.0).astype(dtype)
+
+
+class ScaledDotProductAttention(Function):
+
+    def forward(self, q, k, v, causal, dropout_p, rng):
+        self.scale = 1.0 / math.sqrt(q.shape[-1])
+        s = xp.matmul(q, xp.swapaxes(k, -1, -2))                   # (B, H, Tq, Tk)
+        s *= self.scale
+        if causal:
+            s += causal_bias(q.shape[-2], k.shape[-2], s.dtype)
+        s -= s.max(axis=-1, keepdims=True)                          # softmax, in place
+        xp.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        self.p = s                                                  # kept: P for dV and dS
+        if dropout_p > 0.0:
+            keep = backend.random_uniform(rng, s.shape, dtype=s.dtype) >= dropout_p
+            self.mask = keep.astype(s.dtype) / (1.0 - dropout_p)    # kept: the scaled mask
+            s = s * self.mask
+        else:
+            self.mask = None
+        self.q, self.k, self.v = q, k, v                            # kept: each feeds another's gradient
+        return xp.matmul(s, v)                                      # (B, H, Tq, D)
+
+    def backward(self, grad):
+        p, q, k, v = self.p, self.q, self.k, self.v
+        p_used = p if self.mask is None else p * self.mask
+        grad_v = xp.matmul(xp.swapaxes(p_used, -1, -2), grad)       # (B, H, Tk, D)
+        grad_p = xp.matmul(grad, xp.swapaxes(v, -1, -2))            # (B, H, Tq, Tk)
+        if self.mask is not None:
+            grad_p *= self.mask
+        grad_p -= (grad_p * p).sum(axis=-1, keepdims=True)          # dS = P * (dP - sum(dP * P))
+        grad_p *= p
+        grad_p *= self.scale
+        grad_q = xp.matmul(grad_p, k)                               # (B, H, Tq, D)
+        grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, H, Tk, D)
+        return grad_q, grad_k, grad_v
+
+
+def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, rng=None):
+    """softmax(Q K^T / sqrt(D) + mask) V on (B, n_head, T, head_dim) tensors.
+
+    k and v may be longer than q (a cached prefix of keys comes first); the
+    causal mask lets query i see keys 0 .. i + (Tk - Tq).
+    """
+    if q.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"attention shapes do not fit: q {_shape_text(q.shape)}, k {_shape_text(k.shape)}, "
+                         f"v {_shape_text(v.shape)}; expected q (..., Tq, D) and k, v (..., Tk, D)")
+    if causal and k.shape[-2] < q.shape[-2]:
+        raise ValueError(f"causal attention needs at least as many keys ({k.shape[-2]}) as queries ({q.shape[-2]})")
+    if dropout_p > 0.0 and rng is None:
+        raise ValueError("attention dropout needs an explicit rng")
+    return ScaledDotProductAttention.apply(q, k, v, causal=causal, dropout_p=dropout_p, rng=rng)

@@ -1,0 +1,32 @@
+"""Inverted dropout: zero each element with probability p, scale the rest by 1/(1-p).
+
+    y = x * m / (1 - p),  m_i ~ Bernoulli(1 - p)      dL/dx = g * m / (1 - p)
+
+The expected value of y equals x, so nothing changes at evaluation time, where
+dropout is the identity. The mask comes from an explicit random generator
+(``backend.device_rng(seed)``), never a hidden global one.
+"""
+from minillm import backend
+from minillm.autograd import Function
+
+
+class Dropout(Function):
+
+    def forward(self, x, p, rng):
+        keep = backend.random_uniform(rng, x.shape, dtype=x.dtype) >= p
+        self.scale = keep.astype(x.dtype) / (1.0 - p)  # kept: the mask, already scaled
+        return x * self.scale
+
+    def backward(self, grad):
+        return grad * self.scale
+
+
+def dropout(x, p, training=True, rng=None):
+    """Zero elements of ``x`` with probability ``p`` (only when ``training``)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    if rng is None:
+        raise ValueError("dropout in training mode needs an explicit rng (backend.device_rng(seed))")
+    return Dropout.apply(x, p=p, rng=rng)

@@ -1,0 +1,37 @@
+"""The affine map of a linear layer, fused: y = x W + b.
+
+Weights are (in_features, out_features), as in GPT-2's checkpoints and the
+course's LoRA slide. The leading axes of x are flattened so that each of the
+three products is one large matrix multiplication:
+
+    dL/dx = dL/dy W^T      dL/dW = x^T dL/dy      dL/db = sum over rows of dL/dy
+"""
+from minillm.autograd import Function, _check_matmul_shapes
+from minillm.backend import xp
+
+
+class Linear(Function):
+
+    def forward(self, x, weight, bias=None):
+        _check_matmul_shapes(x, weight)
+        self.x, self.weight = x, weight  # x for dL/dW, W for dL/dx
+        self.has_bias = bias is not None
+        y = x.reshape(-1, x.shape[-1]) @ weight                        # (N, out)
+        if bias is not None:
+            y += bias
+        return y.reshape(x.shape[:-1] + (weight.shape[1],))           # (..., out)
+
+    def backward(self, grad):
+        x2 = self.x.reshape(-1, self.x.shape[-1])                      # (N, in)
+        g2 = grad.reshape(-1, grad.shape[-1])                          # (N, out)
+        grad_x = (g2 @ self.weight.T).reshape(self.x.shape)            # (..., in)
+        grad_w = x2.T @ g2                                              # (in, out)
+        grad_b = g2.sum(axis=0) if self.has_bias else None             # (out,)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x, weight, bias=None):
+    """y = x @ weight + bias, with weight of shape (in_features, out_features)."""
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)
