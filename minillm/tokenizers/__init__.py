@@ -1,0 +1,28 @@
+"""Tokenizers: text <-> integer ids.
+
+    from minillm.tokenizers import CharTokenizer, BPETokenizer, tokenizer_from_dict
+
+- ``CharTokenizer``: one id per character (``char.py``).
+- ``BPETokenizer``: byte-level byte-pair encoding as in GPT-2 (``bpe.py``),
+  trained with ``bpe_train.py`` or read from GPT-2's ``vocab.json`` / ``merges.txt``.
+
+Every tokenizer has ``encode(str) -> list[int]``, ``decode(ids) -> str``,
+``vocab_size``, ``to_dict()`` (JSON-ready, with a ``"type"`` key) and
+``save(path)`` / ``load(path)``. Checkpoints store ``to_dict()``;
+``tokenizer_from_dict`` turns it back into the right class.
+"""
+from minillm.tokenizers.char import CharTokenizer
+
+__all__ = ["CharTokenizer", "tokenizer_from_dict"]
+
+_TYPES = {"char": CharTokenizer}
+
+
+def tokenizer_from_dict(d):
+    """Rebuild a tokenizer from ``to_dict()`` output, dispatching on ``d["type"]``."""
+    if not isinstance(d, dict):
+        raise TypeError(f"tokenizer dict must be a dict, got {type(d).__name__}")
+    kind = d.get("type")
+    if kind not in _TYPES:
+        raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(_TYPES)}")
+    return _TYPES[kind].from_dict(d)
