@@ -1,0 +1,260 @@
+"""GPT: the decoder-only transformer of GPT-2, with GPT-2's parameter names.
+
+    x = wte[idx] + wpe[positions]                       (B, T, C) token + position
+    for each block:                                     pre-LayerNorm residual blocks
+        x = x + attn(ln_1(x))                           causal self-attention
+        x = x + mlp(ln_2(x))                            GELU MLP of width 4C
+    logits = ln_f(x) @ wte^T                            (B, T, V) lm_head tied to wte
+
+    attn(x) = c_proj(softmax(Q K^T / sqrt(D) + causal mask) V),  [Q K V] = x W_attn + b_attn
+    mlp(x)  = c_proj(gelu(c_fc(x)))
+
+Names match Hugging Face's GPT-2 (without its "transformer." prefix): ``wte``,
+``wpe``, ``h.{i}.ln_1``, ``h.{i}.attn.c_attn``, ``h.{i}.attn.c_proj``,
+``h.{i}.ln_2``, ``h.{i}.mlp.c_fc``, ``h.{i}.mlp.c_proj``, ``ln_f``. The output
+layer ``lm_head`` is not a parameter of its own: it is ``wte.weight``, used a
+second time (weight tying), so it gets gradient from both uses.
+
+API: ``logits = model(idx)``; ``logits, loss = model(idx, targets)`` also
+returns the mean cross-entropy against ``targets`` (teacher forcing: targets
+are the inputs shifted by one). ``model(idx, cache=KVCache(n_layer))`` runs
+the inference path that keeps keys and values between calls (under
+``no_grad()``).
+"""
+import dataclasses
+import json
+import math
+import numbers
+
+from minillm import backend
+from minillm import functional as F
+from minillm.autograd import Tensor, is_grad_enabled, _shape_text
+from minillm.backend import xp
+from minillm.nn import Module, ModuleList, Linear, Embedding, LayerNorm, Dropout
+
+DTYPES = ("float32", "float64")
+
+
+@dataclasses.dataclass
+class GPTConfig:
+    """The shape of a GPT. Validated on creation; every error names the field.
+
+    vocab_size  V   number of token ids
+    block_size  T   longest sequence (number of learned positions)
+    n_layer     L   transformer blocks
+    n_head      H   attention heads per block (head_dim D = n_embd / n_head)
+    n_embd      C   width of the residual stream
+    dropout         probability on embeddings, attention weights and residual branches
+    bias            biases in the Linear and LayerNorm layers (GPT-2: True)
+    dtype           parameter dtype, "float32" or "float64" (gradient checks)
+    """
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+    bias: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{field} must be an integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{field} must be positive, got {value}")
+            setattr(self, field, int(value))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
+            raise TypeError(f"dropout must be a number, got {self.dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.dropout = float(self.dropout)
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"bias must be True or False, got {self.bias!r}")
+        if str(self.dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        self.dtype = str(self.dtype)
+
+    @property
+    def head_dim(self):
+        return self.n_embd // self.n_head
+
+    def to_dict(self):
+        """A JSON-able dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of ``to_dict``; unknown or missing keys are errors naming them."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        unknown = sorted(set(data) - fields)
+        missing = sorted(required - set(data))
+        if unknown:
+            raise ValueError(f"GPTConfig.from_dict: unknown fields {unknown}; expected some of {sorted(fields)}")
+        if missing:
+            raise ValueError(f"GPTConfig.from_dict: missing fields {missing}")
+        return cls(**data)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+class CausalSelfAttention(Module):
+    """Multi-head causal self-attention with a fused qkv projection c_attn (C, 3C)."""
+
+    def __init__(self, config, layer_index, rng, dropout_rng):
+        super().__init__()
+        C, dtype = config.n_embd, config.dtype
+        self.layer_index = layer_index               # which KV-cache layer this one reads and writes
+        self.n_head = config.n_head
+        self.dropout_p = config.dropout
+        self.dropout_rng = dropout_rng
+        self.c_attn = Linear(C, 3 * C, config.bias, rng, 0.02, dtype)
+        self.c_proj = Linear(C, C, config.bias, rng, 0.02 / math.sqrt(2 * config.n_layer), dtype)
+        self.resid_dropout = Dropout(config.dropout, dropout_rng)
+
+    def forward(self, x, cache=None):
+        B, T, C = x.shape
+        H = self.n_head
+        qkv = self.c_attn(x)                                             # (B, T, 3C)
+        qkv = qkv.reshape(B, T, 3, H, C // H).transpose(2, 0, 3, 1, 4)   # (3, B, H, T, D)
+        q, k, v = qkv[0], qkv[1], qkv[2]                                 # (B, H, T, D) each
+        if cache is not None:  # attend over the cached prefix followed by the new keys/values
+            k_all, v_all = cache.update(self.layer_index, k.data, v.data)  # (B, H, Tk, D)
+            k, v = Tensor(k_all), Tensor(v_all)
+        p = self.dropout_p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=p, rng=self.dropout_rng)  # (B, H, T, D)
+        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                     # (B, T, C) heads side by side
+        return self.resid_dropout(self.c_proj(y))                        # (B, T, C)
+
+
+class MLP(Module):
+    """c_proj(gelu(c_fc(x))): C -> 4C -> C."""
+
+    def __init__(self, config, rng, dropout_rng):
+        super().__init__()
+        C, dtype = config.n_embd, config.dtype
+        self.c_fc = Linear(C, 4 * C, config.bias, rng, 0.02, dtype)
+        self.c_proj = Linear(4 * C, C, config.bias, rng, 0.02 / math.sqrt(2 * config.n_layer), dtype)
+        self.dropout = Dropout(config.dropout, dropout_rng)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))          # (B, T, C)
+
+
+class Block(Module):
+    """x + attn(ln_1(x)), then + mlp(ln_2(x)): a pre-LayerNorm transformer block."""
+
+    def __init__(self, config, layer_index, rng, dropout_rng):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
+        self.attn = CausalSelfAttention(config, layer_index, rng, dropout_rng)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
+        self.mlp = MLP(config, rng, dropout_rng)
+
+    def forward(self, x, cache=None):
+        x = x + self.attn(self.ln_1(x), cache)                           # (B, T, C)
+        return x + self.mlp(self.ln_2(x))                                # (B, T, C)
+
+
+class GPT(Module):
+    """GPT-2. ``GPT(config, seed=0)``: the seed fixes the initial weights and the dropout masks.
+
+    Initialisation (GPT-2): every weight N(0, 0.02), the two residual
+    projections (``attn.c_proj``, ``mlp.c_proj``) N(0, (0.02 / sqrt(2 L))^2)
+    so the residual stream's variance does not grow with depth; biases 0,
+    LayerNorm weights 1. Weights are drawn on the host in creation order, so
+    both backends start from the same numbers.
+    """
+
+    def __init__(self, config, seed=0):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT needs a GPTConfig, got {type(config).__name__}")
+        self.config = config
+        rng = backend.host_rng(seed)                       # initial weights
+        self.dropout_rng = backend.device_rng(seed)        # every dropout mask, one stream
+        C, dtype = config.n_embd, config.dtype
+        self.wte = Embedding(config.vocab_size, C, rng, 0.02, dtype)
+        self.wpe = Embedding(config.block_size, C, rng, 0.02, dtype)
+        self.drop = Dropout(config.dropout, self.dropout_rng)
+        self.h = ModuleList(Block(config, i, rng, self.dropout_rng) for i in range(config.n_layer))
+        self.ln_f = LayerNorm(C, bias=config.bias, dtype=dtype)
+
+    def _check_idx(self, idx, start):
+        """idx as a backend int array (B, T), or a clear error."""
+        if isinstance(idx, Tensor):
+            idx = idx.data
+        idx = xp.asarray(idx)
+        if idx.ndim != 2:
+            raise ValueError(f"idx must be a 2-D array (batch, time) of token ids, got shape {_shape_text(idx.shape)}")
+        T = idx.shape[1]
+        if T == 0:
+            raise ValueError("idx has no tokens (sequence length 0)")
+        if start + T > self.config.block_size:
+            where = f" after {start} cached tokens" if start else ""
+            raise ValueError(f"sequence length {start + T}{where} exceeds block_size {self.config.block_size}")
+        F.check_token_ids(idx, self.config.vocab_size)
+        return idx
+
+    def forward(self, idx, targets=None, cache=None):
+        """Logits (B, T, V) for the token ids ``idx`` (B, T); with ``targets``, (logits, loss).
+
+        With a ``cache`` (a ``KVCache``), ``idx`` holds only the new tokens: they
+        sit at positions ``cache.position ...`` and attend to every cached one.
+        """
+        start = 0
+        if cache is not None:
+            if is_grad_enabled():
+                raise RuntimeError("the KV-cache path is for inference: call the model under minillm.no_grad()")
+            start = cache.position
+        idx = self._check_idx(idx, start)
+        T = idx.shape[1]
+        positions = xp.arange(start, start + T)                         # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(positions))              # (B, T, C)
+        for block in self.h:
+            x = block(x, cache)                                          # (B, T, C)
+        x = self.ln_f(x)                                                 # (B, T, C)
+        logits = F.linear(x, self.wte.weight.T)                          # (B, T, V) lm_head = wte^T
+        if cache is not None:
+            cache.advance(T)
+        if targets is None:
+            return logits
+        return logits, F.cross_entropy(logits, targets)
+
+    def num_parameters(self, non_embedding=False, trainable_only=False):
+        """Parameter count; ``non_embedding`` leaves out the position table wpe (as nanoGPT;
+        wte stays in because it is also the output layer)."""
+        n = super().num_parameters(trainable_only)
+        if non_embedding and (self.wpe.weight.requires_grad or not trainable_only):
+            n -= self.wpe.weight.size
+        return n
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                 use_cache=True, stop=None):
+        """Continue ``idx`` (B, T) by ``max_new_tokens`` sampled tokens -> (B, T + new).
+
+        Thin hook: the decoding loop lives in ``minillm.generation``.
+        """
+        from minillm.generation import generate  # local until minillm/generation.py exists
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, use_cache=use_cache, stop=stop)
+
+    @classmethod
+    def from_pretrained(cls, directory, dtype="float32"):
+        """A GPT from a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+        from minillm import hf  # local until minillm/hf.py exists
+        config_dict, state = hf.read_gpt2(directory)
+        config = GPTConfig.from_dict({**config_dict, "dtype": dtype})
+        model = cls(config)
+        model.load_state_dict(state)
+        return model
+
+    def save_pretrained(self, directory):
+        """Write config.json + model.safetensors in the Hugging Face GPT-2 layout."""
+        from minillm import hf  # local until minillm/hf.py exists
+        hf.write_gpt2(directory, self.config.to_dict(), self.state_dict())

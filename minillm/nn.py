@@ -1,0 +1,259 @@
+"""Modules: objects that own parameters and compute a forward pass from them.
+
+A ``Module`` registers every ``Parameter`` and every sub-module assigned to
+one of its attributes, in the order of assignment (plain insertion-ordered
+dicts, never a set), so names and orders are stable:
+
+    class Block(Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1 = LayerNorm(8)          # registered as "ln_1"
+            self.attn = Linear(8, 24)         # "attn.weight", "attn.bias"
+
+    dict(Block().named_parameters()).keys()
+    # ['ln_1.weight', 'ln_1.bias', 'attn.weight', 'attn.bias']
+
+Those dotted names are what ``state_dict()`` / ``load_state_dict()`` and the
+optimizer's state use. A parameter shared by two modules (weight tying) is
+listed once, under the first name that reaches it.
+
+Freezing is one flag: ``p.requires_grad = False`` keeps ``p`` out of the graph
+(no gradient is computed for it) and the optimizers skip it.
+
+Initial weights are drawn on the host from a seeded ``numpy.random.Generator``
+(``backend.random_normal``) so that NumPy and CuPy start from identical numbers.
+"""
+from collections import namedtuple
+
+from minillm import backend
+from minillm import functional as F
+from minillm.autograd import Tensor, _shape_text
+from minillm.backend import xp
+
+LoadResult = namedtuple("LoadResult", ["missing", "unexpected"])
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates (requires_grad=True)."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return f"Parameter(shape={_shape_text(self.shape)}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+
+
+class Module:
+    """Base class: registers parameters and sub-modules; ``module(x)`` calls ``forward(x)``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})  # name -> Parameter, in assignment order
+        object.__setattr__(self, "_modules", {})     # name -> Module, in assignment order
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    # -- walking the tree
+    def named_modules(self, prefix=""):
+        """Yield (dotted name, module) for this module ("" for itself) and every descendant."""
+        stack, seen = [(prefix, self)], set()
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            children = [(f"{name}.{child}" if name else child, sub) for child, sub in module._modules.items()]
+            stack.extend(reversed(children))  # pre-order, in assignment order
+
+    def modules(self):
+        return [module for _, module in self.named_modules()]
+
+    def named_parameters(self):
+        """Yield (dotted name, parameter), each parameter once (a tied one under its first name)."""
+        seen = set()
+        for prefix, module in self.named_modules():
+            for name, p in module._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self):
+        """Every parameter once, in a stable order (the order of ``named_parameters``)."""
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self, trainable_only=False):
+        """The number of scalars in the parameters (each tied parameter counted once)."""
+        return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def zero_grad(self):
+        """Forget every parameter's gradient (the next backward starts from zero)."""
+        for p in self.parameters():
+            p.grad = None
+
+    # -- modes
+    def train(self, mode=True):
+        """Training mode (dropout active) for this module and all its descendants."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        """Evaluation mode: dropout is the identity."""
+        return self.train(False)
+
+    # -- saving and loading
+    def state_dict(self):
+        """{dotted name: host numpy copy of the parameter}, in ``named_parameters`` order.
+
+        Copies, so a state dict is a snapshot that later training does not change.
+        """
+        return {name: backend.to_numpy(p.data.copy()) for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state, strict=True):
+        """Copy ``state`` (name -> array, host or device) into the parameters, in place.
+
+        Every entry must have the parameter's shape. With ``strict`` (the
+        default) the names must match exactly; otherwise missing and unexpected
+        names are allowed and returned. Values are cast to each parameter's
+        dtype. Nothing is changed unless every check passes.
+        Returns ``LoadResult(missing, unexpected)``.
+        """
+        params = dict(self.named_parameters())
+        missing = [name for name in params if name not in state]
+        unexpected = [name for name in state if name not in params]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing entries {missing}")
+            if unexpected:
+                parts.append(f"unexpected entries {unexpected}")
+            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts))
+        wrong = [f"{name}: expected shape {_shape_text(params[name].shape)}, given {_shape_text(state[name].shape)}"
+                 for name in params if name in state and tuple(state[name].shape) != params[name].shape]
+        if wrong:
+            raise ValueError(f"load_state_dict into {type(self).__name__}: mis-shaped entries: " + "; ".join(wrong))
+        for name, p in params.items():
+            if name in state:
+                p.data[...] = xp.asarray(state[name], dtype=p.dtype)
+        return LoadResult(missing, unexpected)
+
+
+class ModuleList(Module):
+    """A list of modules registered under the names "0", "1", ... (GPT-2's ``h.0``, ``h.1``)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+def _rng(rng):
+    """A host generator from a seed (int, default 0) or an existing Generator."""
+    return backend.host_rng(0 if rng is None else rng)
+
+
+class Linear(Module):
+    """h = x W + b with W of shape (in_features, out_features) (GPT-2's layout).
+
+    W ~ N(0, std^2) drawn from ``rng`` (a seed or a numpy Generator), b = 0.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, std=0.02, dtype="float32"):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(backend.random_normal(_rng(rng), (in_features, out_features), std, dtype))
+        self.bias = Parameter(xp.zeros(out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)                     # (..., out_features)
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+
+class Embedding(Module):
+    """A (num_embeddings, embedding_dim) table; ``forward(ids)`` picks rows. W ~ N(0, std^2)."""
+
+    def __init__(self, num_embeddings, embedding_dim, rng=None, std=0.02, dtype="float32"):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.weight = Parameter(backend.random_normal(_rng(rng), (num_embeddings, embedding_dim), std, dtype))
+
+    def forward(self, ids):
+        return F.embedding(ids, self.weight)                           # (..., embedding_dim)
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+class LayerNorm(Module):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis; weight 1, bias 0."""
+
+    def __init__(self, n_features, eps=1e-5, bias=True, dtype="float32"):
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(xp.ones(n_features, dtype=dtype))
+        self.bias = Parameter(xp.zeros(n_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight, self.bias, eps=self.eps)   # (..., n_features)
+
+    def __repr__(self):
+        return f"LayerNorm({self.weight.shape[0]}, eps={self.eps})"
+
+
+class Dropout(Module):
+    """Inverted dropout with probability ``p`` in training mode; the identity in eval mode.
+
+    ``rng`` is a seed (int or None) for ``backend.device_rng`` or a generator
+    to share (a model may hand one generator to all its dropouts).
+    """
+
+    def __init__(self, p=0.0, rng=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
+        self.p = p
+        self.rng = rng if rng is not None and not isinstance(rng, int) else backend.device_rng(rng)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, training=self.training, rng=self.rng)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
