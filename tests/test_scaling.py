@@ -57,7 +57,7 @@ def test_config_errors_name_the_field():
 
 
 @settings(max_examples=12)
-@given(vocab_size=st.integers(2, 40), block_size=st.integers(1, 16), n_layer=st.integers(0, 3),
+@given(vocab_size=st.integers(2, 40), block_size=st.integers(1, 16), n_layer=st.integers(1, 3),
        n_head=st.integers(1, 3), head_dim=st.integers(1, 4), bias=st.booleans())
 def test_exact_count_equals_the_real_models_parameters(vocab_size, block_size, n_layer, n_head,
                                                         head_dim, bias):
