@@ -3,6 +3,8 @@
 At inference a GPT generates one token at a time. Without a cache, step t
 recomputes keys and values for all t tokens of the prefix; with it, step t
 computes them for the one new token and appends them to per-layer buffers.
+In causal attention a token's key and value depend only on the tokens before
+it, so the cached ones are exactly what a full recomputation would produce.
 
     cache = KVCache(n_layer)
     logits = model(prompt_ids, cache=cache)        # prefill: fills every layer
@@ -13,6 +15,12 @@ Each layer calls ``cache.update(layer, k, v)`` with its new keys and values
 prefix followed by the new ones. The model calls ``cache.advance(T_new)`` once
 all layers are done. ``cache.position`` is the absolute position of the first
 new token (the positional-embedding offset).
+
+Memory: 2 (keys and values) * n_layer * B * T * n_embd numbers, because
+n_head * head_dim = n_embd; ``nbytes()`` returns exactly that times the
+itemsize. Learned absolute positions (GPT-2's wpe) mean a cached key belongs
+to its position: when the context window slides, the cache is ``reset()``
+and refilled (see ``minillm.generation``).
 """
 from minillm.backend import xp
 
@@ -20,28 +28,59 @@ from minillm.backend import xp
 class KVCache:
     """Per-layer key/value buffers that grow along the time axis.
 
-    Buffers are preallocated in chunks, so appending one token is a copy of
-    that token's keys and values, not of the whole prefix.
+    Buffers are preallocated in chunks (or once, for ``capacity`` tokens), so
+    appending one token is a copy of that token's keys and values, not of the
+    whole prefix.
     """
 
-    def __init__(self, n_layer, chunk=256):
+    def __init__(self, n_layer, chunk=256, capacity=None):
+        if isinstance(n_layer, bool) or not isinstance(n_layer, int) or n_layer < 1:
+            raise ValueError(f"n_layer must be a positive integer, got {n_layer!r}")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
+            raise ValueError(f"capacity must be a positive integer or None, got {capacity!r}")
         self.n_layer = n_layer
         self.chunk = chunk
-        self.keys = [None] * n_layer     # each (B, H, capacity, D)
+        self.capacity = capacity         # first allocation, in tokens (e.g. block_size)
+        self.keys = [None] * n_layer     # each (B, H, allocated, D)
         self.values = [None] * n_layer
         self.position = 0                # tokens already stored in every layer
+
+    def __repr__(self):
+        return f"KVCache(n_layer={self.n_layer}, position={self.position}, nbytes={self.nbytes()})"
+
+    def _check(self, layer, k, v):
+        """Raise on a bad layer index or shapes; return the layer's buffer if it can be reused."""
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.n_layer:
+            raise IndexError(f"layer {layer!r} is outside [0, {self.n_layer})")
+        if k.ndim != 4 or k.shape != v.shape:
+            raise ValueError(f"keys {tuple(k.shape)} and values {tuple(v.shape)} must both be "
+                             "(B, n_head, T_new, head_dim)")
+        buffer = self.keys[layer]
+        if buffer is None:
+            return None
+        if buffer.shape[:2] != k.shape[:2] or buffer.shape[3] != k.shape[3] or buffer.dtype != k.dtype:
+            if self.position == 0:
+                return None  # a fresh start with another batch or model: allocate anew
+            raise ValueError(f"layer {layer} holds {self.position} cached tokens of (B, H, D) = "
+                             f"{(buffer.shape[0], buffer.shape[1], buffer.shape[3])} {buffer.dtype}, got keys "
+                             f"{tuple(k.shape)} {k.dtype}; call reset() before changing batch or model")
+        return buffer
 
     def update(self, layer, k, v):
         """Store k, v (B, H, T_new, D) after the cached ones; return all keys and values
         (B, H, position + T_new, D) as arrays (views into the buffers)."""
+        buffer = self._check(layer, k, v)
         start, stop = self.position, self.position + k.shape[-2]
-        buffer = self.keys[layer]
         if buffer is None or buffer.shape[-2] < stop:
-            capacity = ((stop + self.chunk - 1) // self.chunk) * self.chunk
-            grown_k = xp.empty(k.shape[:-2] + (capacity, k.shape[-1]), dtype=k.dtype)
+            size = -(-stop // self.chunk) * self.chunk                  # whole chunks
+            if buffer is None and self.capacity is not None and stop <= self.capacity:
+                size = self.capacity
+            grown_k = xp.empty(k.shape[:-2] + (size, k.shape[-1]), dtype=k.dtype)  # (B, H, size, D)
             grown_v = xp.empty_like(grown_k)
-            if buffer is not None:
-                grown_k[..., :start, :] = self.keys[layer][..., :start, :]
+            if buffer is not None and start:  # one copy of the prefix per chunk, not per token
+                grown_k[..., :start, :] = buffer[..., :start, :]
                 grown_v[..., :start, :] = self.values[layer][..., :start, :]
             self.keys[layer], self.values[layer] = grown_k, grown_v
         self.keys[layer][..., start:stop, :] = k
@@ -53,7 +92,12 @@ class KVCache:
         self.position += steps
 
     def reset(self):
-        """Forget everything (e.g. before re-prefilling a slid window)."""
+        """Forget everything (e.g. before re-prefilling a slid window). Keeps the buffers
+        when the next use has the same shape, so refilling allocates nothing."""
+        self.position = 0
+
+    def clear(self):
+        """Forget everything and free the buffers."""
         self.keys = [None] * self.n_layer
         self.values = [None] * self.n_layer
         self.position = 0

@@ -1,0 +1,174 @@
+"""Autoregressive generation: the decoding loop, with or without the KV cache.
+
+The course's loop: given a prompt x_1 .. x_t, repeat
+
+    logits = model(context)[:, -1]             next-token scores (B, V)
+    x_{t+1} ~ sample(logits, tau, k, p)         minillm.sampling
+    context = context + [x_{t+1}]
+
+Two ways to compute ``logits`` (``use_cache``):
+
+- without the cache (the baseline), every step runs the model over the whole
+  context window again: step t costs O(t) token-passes through the network;
+- with the KV cache, the prompt is run once (the *prefill*), then each step
+  feeds only the one new token, whose attention reads the keys and values
+  kept from earlier steps: one token-pass per step.
+
+Both give the same logits (up to rounding), because in causal attention a
+token's keys and values never depend on later tokens.
+
+The context window. GPT-2 has ``block_size`` learned positions, so the model
+sees at most ``block_size`` tokens. When the sequence outgrows it, the window
+*slides*: it restarts at the last ``slide_keep`` tokens (default
+``block_size // 2``) and grows again until it is full. A cached key belongs to
+its absolute position, so the cached path resets the cache and re-prefills those
+``slide_keep`` tokens; the uncached path uses the very same windows, so both
+paths still compute identical logits. ``slide_keep=block_size`` is nanoGPT's
+rule (always the last ``block_size`` tokens), at the price of a full re-prefill
+at every step once the window is full; a smaller ``slide_keep`` re-prefills
+only every ``block_size - slide_keep + 1`` steps. A prompt longer than
+``block_size`` is cut to its last ``block_size`` tokens.
+
+Stopping. ``stop`` is a token id or a list of ids. A row that produces one of
+them is finished: its later positions repeat that stop token (padding), and
+the loop ends as soon as every row is finished. For a batch of one this simply
+stops early, the stop token included. Rows keep drawing their uniform numbers
+while padded, so each row's tokens before its stop do not depend on the others.
+
+This module never imports ``minillm.model``: it receives the model object and
+uses ``model(idx, cache=...)``, ``model.config.block_size``, ``.vocab_size``,
+``.n_layer`` and ``model.training`` / ``model.train(mode)``.
+"""
+import numbers
+
+from minillm import backend
+from minillm import sampling
+from minillm.autograd import Tensor, no_grad
+from minillm.backend import xp
+from minillm.kvcache import KVCache
+
+
+def _check_prompt(idx, vocab_size):
+    """idx (T,) or (B, T) of ints in [0, V) -> a backend array (B, T) and whether it was 1-D."""
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    idx = xp.asarray(idx)
+    if not backend.is_integer(idx):
+        raise TypeError(f"token ids must be integers, got {idx.dtype}")
+    if idx.ndim not in (1, 2):
+        raise ValueError(f"idx must be 1-D (T,) or 2-D (B, T) token ids, got shape {tuple(idx.shape)}")
+    if idx.shape[-1] == 0 or idx.size == 0:
+        raise ValueError(f"the prompt must hold at least one token per row, got shape {tuple(idx.shape)}")
+    low, high = int(idx.min()), int(idx.max())
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
+        raise ValueError(f"token id {bad} is outside the vocabulary [0, {vocab_size})")
+    return (idx[None, :] if idx.ndim == 1 else idx).astype(xp.int64), idx.ndim == 1
+
+
+def _check_stop(stop, vocab_size):
+    """None, an int or a list of ints -> a tuple of ids (maybe empty)."""
+    if stop is None:
+        return ()
+    ids = [stop] if isinstance(stop, numbers.Integral) else list(stop)
+    for token in ids:
+        if isinstance(token, bool) or not isinstance(token, numbers.Integral):
+            raise TypeError(f"stop must be a token id or a list of token ids, got {token!r}")
+        if not 0 <= token < vocab_size:
+            raise ValueError(f"stop token id {token} is outside the vocabulary [0, {vocab_size})")
+    return tuple(int(token) for token in ids)
+
+
+def window_start(start, length, block_size, slide_keep):
+    """The first position the model sees once the sequence has ``length`` tokens.
+
+    ``start`` is the current window's first position. While the window
+    [start, length) fits in ``block_size`` it stays; when it would hold
+    block_size + 1 tokens it restarts at the last ``slide_keep`` tokens.
+    """
+    if length - start > block_size:
+        return length - slide_keep
+    return start
+
+
+def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+           use_cache=True, slide_keep=None):
+    """Yield (logits (B, V), token (B,)) once per generated token; the decoding loop itself.
+
+    ``idx`` is a backend int array (B, T) already checked. The caller runs this
+    under ``no_grad()`` with the model in eval mode (``generate`` does both).
+    """
+    config = model.config
+    block_size = config.block_size
+    rng = backend.host_rng(seed)
+    cache = KVCache(config.n_layer, capacity=block_size) if use_cache else None
+    length = idx.shape[1]
+    start = max(0, length - block_size)                      # a long prompt keeps its last block_size
+    refill = True                                            # the cache must be (re)filled from `start`
+    tokens = idx
+    for step in range(max_new_tokens):
+        if use_cache and refill:
+            cache.reset()
+            logits = model(tokens[:, start:], cache=cache).data[:, -1, :]       # (B, V) prefill
+        elif use_cache:
+            logits = model(tokens[:, -1:], cache=cache).data[:, -1, :]          # (B, V) one new token
+        else:
+            logits = model(tokens[:, start:]).data[:, -1, :]                     # (B, V) whole window
+        token = sampling.sample(logits, rng, temperature, top_k, top_p)          # (B,)
+        yield logits, token
+        tokens = xp.concatenate([tokens, token[:, None].astype(tokens.dtype)], axis=1)  # (B, T + 1)
+        length += 1
+        new_start = window_start(start, length, block_size, slide_keep)
+        refill, start = new_start != start, new_start
+
+
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+             use_cache=True, stop=None, slide_keep=None):
+    """Continue ``idx`` by up to ``max_new_tokens`` sampled tokens.
+
+    idx: int array (T,) or (B, T); returns the same rank, (T + new,) or (B, T + new),
+    as a backend array. temperature=0 is greedy. The same ``seed`` gives the same
+    tokens, with or without the cache and on either backend. ``stop``: a token id
+    or list of ids ending a row (see the module docstring). ``slide_keep``: tokens
+    kept when the window slides past block_size (default block_size // 2).
+    Runs under ``no_grad()`` in eval mode, and restores the model's mode after.
+    """
+    config = model.config
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    sampling.check_temperature(temperature)
+    if top_k is not None:
+        sampling.check_top_k(top_k)
+    if top_p is not None:
+        sampling.check_top_p(top_p)
+    if slide_keep is None:
+        slide_keep = max(1, config.block_size // 2)
+    if (isinstance(slide_keep, bool) or not isinstance(slide_keep, numbers.Integral)
+            or not 1 <= slide_keep <= config.block_size):
+        raise ValueError(f"slide_keep must be an integer in [1, block_size={config.block_size}], got {slide_keep!r}")
+    tokens, was_1d = _check_prompt(idx, config.vocab_size)               # (B, T)
+    stop_ids = _check_stop(stop, config.vocab_size)
+
+    new = []                                                             # each (B,)
+    finished = xp.zeros(tokens.shape[0], dtype=bool)                     # (B,) rows that hit a stop id
+    pad = xp.zeros(tokens.shape[0], dtype=xp.int64)                      # (B,) their stop token
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            steps = stream(model, tokens, int(max_new_tokens), temperature, top_k, top_p, seed,
+                           use_cache, int(slide_keep))
+            for _, token in steps:
+                token = xp.where(finished, pad, token)                   # (B,) finished rows repeat their stop
+                new.append(token)
+                if stop_ids:
+                    hit = ~finished & xp.isin(token, xp.asarray(stop_ids))
+                    pad = xp.where(hit, token, pad)
+                    finished = finished | hit
+                    if bool(finished.all()):
+                        break
+            steps.close()
+    finally:
+        model.train(was_training)
+    out = xp.concatenate([tokens] + [t[:, None] for t in new], axis=1) if new else tokens.copy()
+    return out[0] if was_1d else out
