@@ -68,12 +68,15 @@ def unbroadcast(grad, shape):
 def _as_array(value, like=None):
     """Turn a Tensor, array, list or Python scalar into a backend array.
 
-    A Python scalar takes the dtype of ``like`` so that ``x * 2`` stays float32.
+    A Python scalar takes the dtype of a floating ``like`` so that ``x * 2``
+    stays float32 (and of an integer ``like`` only when it is an int itself, so
+    that ``ids * 0.5`` is not truncated to integers).
     """
     if isinstance(value, Tensor):
         return value.data
     if like is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return xp.asarray(value, dtype=like.dtype)
+        if backend.is_floating(like) or isinstance(value, int):
+            return xp.asarray(value, dtype=like.dtype)
     return xp.asarray(value)
 
 
@@ -93,14 +96,18 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
+    _freed = False             # class default, for subclasses that skip __init__
 
     def __init__(self, data, requires_grad=False, _creator=None):
+        if isinstance(data, Tensor):
+            data = data.data
         self.data = data if isinstance(data, xp.ndarray) else xp.asarray(data)
         if requires_grad and not backend.is_floating(self.data):
             raise TypeError(f"only floating-point tensors can require gradients, got {self.data.dtype}")
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self._creator = _creator  # the Function that computed this tensor, None for a leaf
+        self._freed = False       # True once backward() has released the graph behind it
 
     # -- what it looks like
     shape = property(lambda self: self.data.shape)
@@ -129,7 +136,8 @@ class Tensor:
 
     @property
     def is_leaf(self):
-        return self._creator is None
+        """True for tensors made by the user (parameters, inputs), not by an op."""
+        return self._creator is None and not self._freed
 
     # -- backpropagation
     def backward(self, grad=None):
@@ -141,6 +149,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require gradients "
                                "(no input of its graph has requires_grad=True)")
+        if self._freed:
+            raise RuntimeError(_FREED_MESSAGE)
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(
@@ -259,6 +269,9 @@ class Function:
 
 # ---------------------------------------------------------------- the engine
 
+_FREED_MESSAGE = ("backward() through a graph that an earlier backward() already released; "
+                  "compute the forward pass again (each graph is used once, then freed)")
+
 def _topological_order(root):
     """Every tensor that ``root`` depends on and that needs a gradient, inputs
     before the results computed from them. Iterative depth-first search: a
@@ -288,6 +301,8 @@ def _run_backward(root, root_grad):
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
+        if tensor._freed:
+            raise RuntimeError(_FREED_MESSAGE)
         fn = tensor._creator
         if fn is None:  # a leaf: accumulate into .grad (own copy: grads may be shared views)
             grad = grad.astype(tensor.dtype, copy=True) if grad.dtype != tensor.dtype else grad.copy()
@@ -309,7 +324,7 @@ def _run_backward(root, root_grad):
             # never in place: ``previous`` may be the very array another input received
             grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
         # release the graph: this node's saved arrays and its links to its inputs
-        tensor._creator = None
+        tensor._creator, tensor._freed = None, True
         fn.__dict__.clear()
 
 
@@ -377,6 +392,8 @@ class Pow(Function):
 
     def backward(self, grad):
         p = self.exponent
+        if p == 0:  # y = 1: no gradient (and no 0 * x ** -1 = NaN at x = 0)
+            return xp.zeros_like(grad)
         return grad * (p * self.x ** (p - 1))
 
 
@@ -408,10 +425,10 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a            # (..., n, k)
         b2 = b[:, None] if b.ndim == 1 else b            # (..., k, m)
+        if b.ndim == 1:  # b first: for 1-D @ 1-D, grad is 0-d and has no axis -2 yet
+            grad = xp.expand_dims(grad, -1)
         if a.ndim == 1:
-            grad = xp.expand_dims(grad, -2)
-        if b.ndim == 1:
-            grad = xp.expand_dims(grad, -1)              # (..., n, m)
+            grad = xp.expand_dims(grad, -2)              # (..., n, m)
         grad_a = xp.matmul(grad, xp.swapaxes(b2, -1, -2))  # (..., n, k)
         grad_b = xp.matmul(xp.swapaxes(a2, -1, -2), grad)  # (..., k, m)
         return (unbroadcast(grad_a, a2.shape).reshape(a.shape),
@@ -440,7 +457,7 @@ class GetItem(Function):
 
     def forward(self, x, index):
         self.index = _index_to_arrays(index)
-        self.shape, self.dtype = x.shape, x.dtype
+        self.shape = x.shape  # the gradient has the input's shape
         return x[self.index]
 
     def backward(self, grad):

@@ -53,19 +53,17 @@ def gradcheck(fn, *inputs, eps=1e-6, rtol=1e-6, atol=1e-8, seed=0, upstream=None
         x = inputs[i]
         analytic = x.grad if x.grad is not None else backend.xp.zeros_like(x.data)
         analytic = backend.to_numpy(analytic)
-        flat = x.data.reshape(-1)  # a view: nudging it nudges x
-        for j in range(flat.size):
-            original = float(flat[j])
-            flat[j] = original + eps
+        for element in numpy.ndindex(*x.shape):  # nudge x in place, one element at a time
+            original = float(x.data[element])
+            x.data[element] = original + eps
             plus = loss()
-            flat[j] = original - eps
+            x.data[element] = original - eps
             minus = loss()
-            flat[j] = original
+            x.data[element] = original
             numeric = (plus - minus) / (2 * eps)
-            got = float(analytic.reshape(-1)[j])
+            got = float(analytic[element])
             if abs(got - numeric) > atol + rtol * max(abs(got), abs(numeric)):
-                element = numpy.unravel_index(j, x.shape) if x.ndim else ()
                 raise AssertionError(
-                    f"gradcheck: input {i} (shape {tuple(x.shape)}), element {tuple(int(e) for e in element)}: "
+                    f"gradcheck: input {i} (shape {tuple(x.shape)}), element {element}: "
                     f"backward gives {got!r}, central differences give {numeric!r}")
     return True
