@@ -11,11 +11,12 @@ Every tokenizer has ``encode(str) -> list[int]``, ``decode(ids) -> str``,
 ``save(path)`` / ``load(path)``. Checkpoints store ``to_dict()``;
 ``tokenizer_from_dict`` turns it back into the right class.
 """
+from minillm.tokenizers.bpe import BPETokenizer
 from minillm.tokenizers.char import CharTokenizer
 
-__all__ = ["CharTokenizer", "tokenizer_from_dict"]
+__all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict"]
 
-_TYPES = {"char": CharTokenizer}
+_TYPES = {"char": CharTokenizer, "bpe": BPETokenizer}
 
 
 def tokenizer_from_dict(d):

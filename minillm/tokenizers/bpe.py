@@ -1,0 +1,258 @@
+"""Byte-level byte-pair encoding (BPE), as in GPT-2.
+
+A token is a byte string. The vocabulary starts with the 256 single bytes and
+grows by *merges*: the rule "(a, b) -> ab" with a rank (its position in the
+list of learned merges). To encode a pre-tokenised chunk (see ``bytelevel``):
+
+    ids = its UTF-8 bytes, one base token each
+    repeat: among the adjacent pairs of ids, take the pair with the lowest
+            rank; replace every occurrence (left to right) by the merged token;
+    until no adjacent pair has a rank.
+
+This is exactly the loop in GPT-2's ``encoder.py``. Applying merges lowest
+rank first is the same as replaying them in the order they were learned,
+because merging (a, b) only creates pairs that contain the new token ab, and
+every merge involving ab was learned after ab existed.
+
+Special tokens (e.g. ``<|endoftext|>``) are cut out of the text before
+pre-tokenisation and mapped to their own ids, so they are never split.
+
+``decode`` joins the tokens' bytes and decodes UTF-8 (bytes that do not form
+valid UTF-8, e.g. half a character, become U+FFFD, as in GPT-2).
+"""
+import json
+import os
+
+from minillm.tokenizers.bytelevel import (
+    GPT2_SPLIT_PATTERN, special_splitter, str_to_token, token_to_str)
+import regex
+
+_CACHE_LIMIT = 200_000  # words kept in the per-word encoding cache
+
+
+class BPETokenizer:
+    """Byte-level BPE tokenizer.
+
+    vocab: list of bytes, id -> token bytes (every single byte must be present).
+    merges: list of (id_a, id_b) in rank order; vocab[a] + vocab[b] must be in vocab.
+    special_tokens: dict text -> id, ids disjoint from the byte tokens.
+    """
+
+    def __init__(self, vocab, merges, special_tokens=None, pattern=GPT2_SPLIT_PATTERN):
+        self.vocab = [bytes(t) for t in vocab]
+        self.special_tokens = dict(special_tokens or {})
+        self.pattern = pattern
+        self._split = regex.compile(pattern)
+        self._special_split = special_splitter(self.special_tokens)
+        n = len(self.vocab) + len(self.special_tokens)
+        # id -> bytes for decoding: specials decode to their text
+        self._token_bytes = {i: t for i, t in enumerate(self.vocab)}
+        for text, i in self.special_tokens.items():
+            if not isinstance(i, int) or not 0 <= i < n or i in self._token_bytes:
+                raise ValueError(f"special token {text!r} has id {i}, which is taken or "
+                                 f"outside [0, {n})")
+            self._token_bytes[i] = text.encode("utf-8")
+        self._special_ids = {i: text for text, i in self.special_tokens.items()}
+        bytes_to_id = {}
+        for i, t in enumerate(self.vocab):
+            if t in bytes_to_id:
+                raise ValueError(f"token {t!r} appears twice in the vocabulary "
+                                 f"(ids {bytes_to_id[t]} and {i})")
+            bytes_to_id[t] = i
+        missing = [b for b in range(256) if bytes([b]) not in bytes_to_id]
+        if missing:
+            raise ValueError(f"byte-level vocabulary lacks {len(missing)} single bytes, "
+                             f"e.g. byte {missing[0]}")
+        self._byte_ids = [bytes_to_id[bytes([b])] for b in range(256)]
+        self.merges = []
+        self._ranks = {}  # (id_a, id_b) -> (rank, merged id)
+        for rank, (a, b) in enumerate(merges):
+            a, b = int(a), int(b)
+            if not (0 <= a < len(self.vocab) and 0 <= b < len(self.vocab)):
+                raise ValueError(f"merge {rank} ({a}, {b}) refers to an id outside the "
+                                 f"vocabulary [0, {len(self.vocab)})")
+            merged = bytes_to_id.get(self.vocab[a] + self.vocab[b])
+            if merged is None:
+                raise ValueError(f"merge {rank} {self.vocab[a]!r} + {self.vocab[b]!r}: the "
+                                 f"merged token is not in the vocabulary")
+            self.merges.append((a, b))
+            self._ranks.setdefault((a, b), (rank, merged))
+        self._cache = {}
+
+    # --- construction ------------------------------------------------------
+
+    @classmethod
+    def train(cls, text, vocab_size, special_tokens=("<|endoftext|>",), verbose=False):
+        """Learn merges from ``text`` until the vocabulary has ``vocab_size`` ids.
+
+        vocab_size = 256 bytes + number of merges + number of special tokens.
+        If the text runs out of adjacent pairs first, training stops early and
+        the vocabulary is smaller than asked (``len(tok.merges)`` tells).
+        See ``bpe_train.learn_merges`` for the algorithm.
+        """
+        from minillm.tokenizers.bpe_train import learn_merges
+        special_tokens = list(special_tokens or ())
+        if len(set(special_tokens)) != len(special_tokens):
+            raise ValueError(f"special tokens must be unique, got {special_tokens}")
+        n_merges = vocab_size - 256 - len(special_tokens)
+        if n_merges < 0:
+            raise ValueError(f"vocab_size ({vocab_size}) must be at least 256 bytes + "
+                             f"{len(special_tokens)} special tokens = {256 + len(special_tokens)}")
+        merges = learn_merges(text, n_merges, special_tokens=special_tokens,
+                              pattern=GPT2_SPLIT_PATTERN, verbose=verbose)
+        vocab = [bytes([b]) for b in range(256)]
+        for a, b in merges:
+            vocab.append(vocab[a] + vocab[b])
+        specials = {s: len(vocab) + k for k, s in enumerate(special_tokens)}
+        return cls(vocab, merges, specials)
+
+    @classmethod
+    def from_gpt2(cls, vocab_json_path, merges_txt_path):
+        """Read GPT-2's published ``vocab.json`` and ``merges.txt``.
+
+        vocab.json maps each token, spelled with ``bytes_to_unicode``, to its id;
+        merges.txt lists one merge "a b" per line, lowest rank first, after a
+        ``#version`` header. Vocabulary entries that are neither a single byte
+        nor the result of a merge (GPT-2 has one: ``<|endoftext|>``) are
+        special tokens.
+        """
+        from minillm.tokenizers.gpt2_files import read_gpt2_tokenizer
+        vocab, merges, specials = read_gpt2_tokenizer(vocab_json_path, merges_txt_path)
+        return cls(vocab, merges, specials)
+
+    # --- encoding ----------------------------------------------------------
+
+    @property
+    def vocab_size(self):
+        return len(self.vocab) + len(self.special_tokens)
+
+    def __len__(self):
+        return self.vocab_size
+
+    def __repr__(self):
+        return (f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+                f"special_tokens={list(self.special_tokens)})")
+
+    def _bpe(self, chunk):
+        """One pre-tokenised chunk (str) -> tuple of ids, merging lowest rank first."""
+        ids = [self._byte_ids[b] for b in chunk.encode("utf-8")]
+        ranks = self._ranks
+        while len(ids) > 1:
+            best, best_rank = None, None
+            for pair in zip(ids, ids[1:]):
+                r = ranks.get(pair)
+                if r is not None and (best_rank is None or r[0] < best_rank):
+                    best, best_rank = pair, r[0]
+            if best is None:
+                break
+            a, b = best
+            merged = ranks[best][1]
+            out, i, n = [], 0, len(ids)
+            while i < n:  # replace every (a, b), left to right, without overlaps
+                if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            ids = out
+        return tuple(ids)
+
+    def _encode_ordinary(self, text, out):
+        cache = self._cache
+        for chunk in self._split.findall(text):
+            ids = cache.get(chunk)
+            if ids is None:
+                ids = self._bpe(chunk)
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[chunk] = ids
+            out.extend(ids)
+
+    def encode(self, text, special=True):
+        """str -> list[int]. With ``special=False`` special tokens are plain text."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"text is not encodable as UTF-8 at position {e.start}: "
+                             f"{text[e.start:e.end]!r} ({e.reason})") from None
+        out = []
+        if not special or self._special_split is None:
+            self._encode_ordinary(text, out)
+            return out
+        for k, piece in enumerate(self._special_split.split(text)):
+            if k % 2 == 1:  # split() with a group puts the separators at odd positions
+                out.append(self.special_tokens[piece])
+            elif piece:
+                self._encode_ordinary(piece, out)
+        return out
+
+    def decode_bytes(self, ids):
+        """list[int] -> the raw bytes those tokens stand for."""
+        parts = []
+        n = self.vocab_size
+        table = self._token_bytes
+        for i in ids:
+            if isinstance(i, bool) or not hasattr(i, "__index__"):
+                raise TypeError(f"token ids must be integers, got {type(i).__name__}")
+            t = table.get(int(i))
+            if t is None:
+                raise ValueError(f"token id {int(i)} is outside the vocabulary [0, {n})")
+            parts.append(t)
+        return b"".join(parts)
+
+    def decode(self, ids):
+        """list[int] -> str (invalid UTF-8 becomes U+FFFD, as in GPT-2)."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def token_str(self, i):
+        """Readable spelling of token ``i`` in GPT-2's alphabet ("Ġthe"), or a special's text."""
+        if i in self._special_ids:
+            return self._special_ids[i]
+        return token_to_str(self.decode_bytes([i]))
+
+    # --- serialisation -----------------------------------------------------
+
+    def to_dict(self):
+        """JSON-ready dict in GPT-2's spelling: tokens are ``bytes_to_unicode`` strings."""
+        return {
+            "type": "bpe",
+            "vocab": [token_to_str(t) for t in self.vocab],
+            "merges": [[a, b] for a, b in self.merges],
+            "special_tokens": dict(self.special_tokens),
+            "pattern": self.pattern,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, dict) or d.get("type") != "bpe":
+            got = d.get("type") if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"expected a dict with type 'bpe', got {got!r}")
+        for key in ("vocab", "merges"):
+            if key not in d:
+                raise ValueError(f"bpe tokenizer dict is missing the {key!r} field")
+        vocab = []
+        for i, s in enumerate(d["vocab"]):
+            t = str_to_token(s)
+            if t is None:
+                raise ValueError(f"vocab entry {i} ({s!r}) is not in GPT-2's byte alphabet")
+            vocab.append(t)
+        return cls(vocab, [tuple(m) for m in d["merges"]], d.get("special_tokens", {}),
+                   d.get("pattern", GPT2_SPLIT_PATTERN))
+
+    def save(self, path):
+        """Write the tokenizer as JSON to ``path`` (see ``to_dict``)."""
+        with open(os.fspath(path), "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path):
+        with open(os.fspath(path), encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def save_gpt2(self, directory):
+        """Write ``vocab.json`` + ``merges.txt`` in GPT-2's format (readable by ``from_gpt2``)."""
+        from minillm.tokenizers.gpt2_files import write_gpt2_tokenizer
+        write_gpt2_tokenizer(directory, self.vocab, self.merges, self.special_tokens)

@@ -1,0 +1,75 @@
+"""The byte-level pieces of GPT-2's tokenizer: pre-tokenisation and the byte alphabet.
+
+Byte-level BPE works on the UTF-8 *bytes* of the text, so its 256 base tokens
+cover every string there is: no unknown characters, ever.
+
+Two details come straight from OpenAI's GPT-2 ``encoder.py``:
+
+1. **Pre-tokenisation.** Before any merging, text is cut into chunks with the
+   regular expression ``GPT2_SPLIT_PATTERN`` (contractions, an optional space
+   followed by letters, or by digits, or by other symbols, and whitespace).
+   Merges never cross a chunk boundary, so " the" can become one token but
+   "e t" never can. ``\\p{L}`` / ``\\p{N}`` are Unicode letter/number classes,
+   which is why this needs the ``regex`` package rather than ``re``.
+2. **The byte -> printable character table** (``bytes_to_unicode``). GPT-2's
+   ``vocab.json`` and ``merges.txt`` are text files, so each byte is written
+   as a visible Unicode character: printable Latin-1 bytes stand for
+   themselves and the other 68 (control bytes, space, ...) are shifted to
+   U+0100 and beyond. That is why a leading space appears as ``Ġ`` (U+0120)
+   in GPT-2's vocabulary.
+"""
+import regex
+
+GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+GPT2_SPLIT_RE = regex.compile(GPT2_SPLIT_PATTERN)
+
+
+def pretokenize(text, pattern=GPT2_SPLIT_RE):
+    """Cut ``text`` into the chunks that BPE merges within: list[str]."""
+    return pattern.findall(text)
+
+
+def bytes_to_unicode():
+    """GPT-2's table byte value (0..255) -> a printable one-character str.
+
+    Bytes that are already printable (``!``..``~``, ``¡``..``¬``, ``®``..``ÿ``)
+    map to themselves; the remaining 68 map, in increasing order, to
+    U+0100, U+0101, ...  The table is a bijection, so it can be inverted.
+    """
+    printable = (list(range(ord("!"), ord("~") + 1))
+                 + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    table = {}
+    shifted = 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+BYTE_ENCODER = bytes_to_unicode()                        # byte -> char
+BYTE_DECODER = {c: b for b, c in BYTE_ENCODER.items()}   # char -> byte
+
+
+def token_to_str(token_bytes):
+    """bytes -> GPT-2's printable spelling, e.g. b" the" -> "Ġthe"."""
+    return "".join(BYTE_ENCODER[b] for b in token_bytes)
+
+
+def str_to_token(spelling):
+    """GPT-2's printable spelling -> bytes; None if a character is not in the table."""
+    try:
+        return bytes(BYTE_DECODER[c] for c in spelling)
+    except KeyError:
+        return None
+
+
+def special_splitter(special_tokens):
+    """A compiled regex that finds any of ``special_tokens`` (longest first), or None."""
+    if not special_tokens:
+        return None
+    alternatives = sorted(special_tokens, key=len, reverse=True)
+    return regex.compile("(" + "|".join(regex.escape(s) for s in alternatives) + ")")

@@ -1,0 +1,92 @@
+"""GPT-2's tokenizer files: ``vocab.json`` and ``merges.txt``.
+
+vocab.json: {"!": 0, "\\"": 1, ..., "Ġthe": 262, ..., "<|endoftext|>": 50256}
+    each token spelled with ``bytes_to_unicode`` (a space is "Ġ", a newline "Ċ").
+merges.txt: a "#version: 0.2" header, then one merge per line, lowest rank first:
+    "Ġ t" (rank 0), "Ġ a" (rank 1), "h e", ...
+
+These are the files on the Hugging Face hub's ``gpt2`` repository; OpenAI's
+original release names them ``encoder.json`` and ``vocab.bpe`` (same content).
+"""
+import json
+import os
+
+from minillm.tokenizers.bytelevel import str_to_token, token_to_str
+
+
+def _check_file(path, what):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
+    """Parse the two files -> (vocab: list[bytes], merges: list[(id_a, id_b)], specials: dict).
+
+    Ids are GPT-2's own (vocab.json's numbers), so encodings match GPT-2's.
+    Vocabulary entries that are neither single bytes nor merge results are
+    special tokens; they must come after all the others (as ``<|endoftext|>``
+    = 50256 does in GPT-2).
+    """
+    vocab_json_path = _check_file(vocab_json_path, "GPT-2 vocab.json")
+    merges_txt_path = _check_file(merges_txt_path, "GPT-2 merges.txt")
+    try:
+        with open(vocab_json_path, encoding="utf-8") as f:
+            encoder = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{vocab_json_path} is not valid JSON: {e}") from None
+    if not isinstance(encoder, dict):
+        raise ValueError(f"{vocab_json_path} must hold a JSON object token -> id")
+    ids = sorted(encoder.values())
+    if ids != list(range(len(ids))):
+        raise ValueError(f"{vocab_json_path}: ids must be exactly 0..{len(ids) - 1}, each once")
+
+    with open(merges_txt_path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    merge_strs = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip() or (lineno == 1 and line.startswith("#version")):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ValueError(f"{merges_txt_path} line {lineno}: expected two tokens "
+                             f"separated by a space, got {line!r}")
+        merge_strs.append((parts[0], parts[1]))
+
+    merged_strs = {a + b for a, b in merge_strs}
+    id_to_str = {i: s for s, i in encoder.items()}
+    vocab, specials = [], {}
+    for i in range(len(id_to_str)):
+        s = id_to_str[i]
+        t = str_to_token(s)
+        is_regular = t is not None and (len(t) == 1 or s in merged_strs)
+        if is_regular:
+            if specials:
+                raise ValueError(f"{vocab_json_path}: token {s!r} (id {i}) comes after the "
+                                 f"special token(s) {list(specials)}; specials must be last")
+            vocab.append(t)
+        else:
+            specials[s] = i
+    merges = []
+    for rank, (a, b) in enumerate(merge_strs):
+        for s in (a, b, a + b):
+            if s not in encoder or s in specials:
+                raise ValueError(f"{merges_txt_path}: merge {rank} ({a!r} {b!r}) uses token "
+                                 f"{s!r}, which is not in {os.path.basename(vocab_json_path)}")
+        merges.append((encoder[a], encoder[b]))
+    return vocab, merges, specials
+
+
+def write_gpt2_tokenizer(directory, vocab, merges, special_tokens):
+    """Write ``vocab.json`` and ``merges.txt`` into ``directory`` (created if needed)."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    encoder = {token_to_str(t): i for i, t in enumerate(vocab)}
+    encoder.update(special_tokens)
+    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(encoder, f, ensure_ascii=False)
+    with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        for a, b in merges:
+            f.write(f"{token_to_str(vocab[a])} {token_to_str(vocab[b])}\n")
