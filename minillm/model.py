@@ -30,6 +30,7 @@ from minillm import backend
 from minillm import functional as F
 from minillm.autograd import Tensor, is_grad_enabled, _shape_text
 from minillm.backend import xp
+from minillm.generation import generate as _generate
 from minillm.nn import Module, ModuleList, Linear, Embedding, LayerNorm, Dropout
 
 DTYPES = ("float32", "float64")
@@ -235,14 +236,13 @@ class GPT(Module):
         return n
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                 use_cache=True, stop=None):
+                 use_cache=True, stop=None, slide_keep=None):
         """Continue ``idx`` (B, T) by ``max_new_tokens`` sampled tokens -> (B, T + new).
 
-        Thin hook: the decoding loop lives in ``minillm.generation``.
+        Thin hook: the decoding loop (and its documentation) is ``minillm.generation.generate``.
         """
-        from minillm.generation import generate  # local until minillm/generation.py exists
-        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        seed=seed, use_cache=use_cache, stop=stop)
+        return _generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                         seed=seed, use_cache=use_cache, stop=stop, slide_keep=slide_keep)
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):
