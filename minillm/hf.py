@@ -1,0 +1,269 @@
+"""Hugging Face GPT-2 folders: ``config.json`` + ``model.safetensors``, read and written.
+
+This is a *format* module: it turns a folder into (config dict, state dict of
+NumPy arrays) and back, and never builds a model (``GPT.from_pretrained`` and
+``GPT.save_pretrained`` in ``model.py`` call it).
+
+Names. minillm's parameter names are GPT-2's own: ``wte.weight``,
+``wpe.weight``, ``h.{i}.ln_1.weight``, ``h.{i}.attn.c_attn.weight``, ...,
+``ln_f.bias``. Hugging Face files may prefix them with ``transformer.`` (what
+``GPT2LMHeadModel.save_pretrained`` writes) or not (the original ``gpt2`` hub
+checkpoint); both are read. Also in the files, and skipped: ``lm_head.weight``
+(tied to ``wte.weight``: it must be equal) and the attention buffers
+``h.{i}.attn.bias`` / ``h.{i}.attn.masked_bias`` (the causal mask, not weights).
+
+Layout: no transpose. GPT-2's projections are ``transformers.pytorch_utils.Conv1D``
+modules, whose ``weight`` has shape ``(nx, nf)`` = (in_features, out_features)
+and whose forward is ``y = x @ W + b`` (``torch.addmm(bias, x, weight)``).
+That is minillm's ``Linear`` layout exactly (``h = x W + b``, W of shape
+(in, out)), so ``c_attn.weight`` is (C, 3C), ``c_fc.weight`` (C, 4C) and
+``mlp.c_proj.weight`` (4C, C) in both. (PyTorch's ``nn.Linear`` stores the
+transpose, (out, in); "Conv1D is a transposed Linear" refers to that.) The
+fused ``c_attn`` output is [q | k | v] along its last axis, heads side by side
+within each, in both.
+
+Only the GPT-2 architecture is accepted: ``model_type`` "gpt2", LayerNorm
+epsilon 1e-5, the tanh GELU (``gelu_new``), MLP width 4·n_embd, tied output
+embedding, scaled dot-product attention. Anything else is a ``ValueError``
+that names the setting.
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from minillm import backend
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+SHARD_INDEX_NAME = "model.safetensors.index.json"
+GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # two names for GPT-2's tanh-approximated GELU
+_LAYER_PARAMS = (  # (name, shape in units of C) for each block
+    ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
+    ("attn.c_attn.weight", (1, 3)), ("attn.c_attn.bias", (3,)),
+    ("attn.c_proj.weight", (1, 1)), ("attn.c_proj.bias", (1,)),
+    ("ln_2.weight", (1,)), ("ln_2.bias", (1,)),
+    ("mlp.c_fc.weight", (1, 4)), ("mlp.c_fc.bias", (4,)),
+    ("mlp.c_proj.weight", (4, 1)), ("mlp.c_proj.bias", (1,)),
+)
+
+
+def expected_shapes(config):
+    """{parameter name: shape} for a GPT-2 with this config dict (ours: vocab_size, block_size, ...)."""
+    V, P, C, L = (config["vocab_size"], config["block_size"], config["n_embd"], config["n_layer"])
+    shapes = {"wte.weight": (V, C), "wpe.weight": (P, C)}
+    for i in range(L):
+        for name, units in _LAYER_PARAMS:
+            shapes[f"h.{i}.{name}"] = tuple(u * C for u in units)
+    shapes["ln_f.weight"] = (C,)
+    shapes["ln_f.bias"] = (C,)
+    return shapes
+
+
+# --- config.json -------------------------------------------------------------
+
+def config_from_hf(hf, path=CONFIG_NAME):
+    """GPT-2 config.json dict -> minillm config dict, or a ValueError naming what is unsupported."""
+    model_type = hf.get("model_type")
+    archs = hf.get("architectures") or []
+    if model_type != "gpt2" and not (model_type is None and any(a.startswith("GPT2") for a in archs)):
+        raise ValueError(f"{path} describes model_type {model_type!r} (architectures {archs}); "
+                         f"only GPT-2 (model_type 'gpt2') is supported")
+    missing = [k for k in ("vocab_size", "n_embd", "n_layer", "n_head") if k not in hf]
+    if "n_positions" not in hf and "n_ctx" not in hf:
+        missing.append("n_positions")
+    if missing:
+        raise ValueError(f"{path} is missing the GPT-2 key(s) {missing}")
+    checks = [  # (key, value, default, is it supported?, what minillm does)
+        ("layer_norm_epsilon", hf.get("layer_norm_epsilon", 1e-5), None,
+         lambda v: isinstance(v, (int, float)) and abs(v - 1e-5) <= 1e-12, "1e-5"),
+        ("activation_function", hf.get("activation_function", "gelu_new"), None,
+         lambda v: v in GELU_TANH, "'gelu_new' (tanh GELU)"),
+        ("n_inner", hf.get("n_inner"), None,
+         lambda v: v is None or v == 4 * hf["n_embd"], f"None or 4*n_embd = {4 * hf['n_embd']}"),
+        ("tie_word_embeddings", hf.get("tie_word_embeddings", True), None, lambda v: v is True, "true"),
+        ("scale_attn_weights", hf.get("scale_attn_weights", True), None, lambda v: v is True, "true"),
+        ("scale_attn_by_inverse_layer_idx", hf.get("scale_attn_by_inverse_layer_idx", False), None,
+         lambda v: v is False, "false"),
+        ("add_cross_attention", hf.get("add_cross_attention", False), None, lambda v: v is False, "false"),
+    ]
+    for key, value, _, ok, wanted in checks:
+        if not ok(value):
+            raise ValueError(f"{path}: {key} = {value!r} is not supported; minillm's GPT-2 needs {wanted}")
+    config = {
+        "vocab_size": hf["vocab_size"],
+        "block_size": hf.get("n_positions", hf.get("n_ctx")),
+        "n_layer": hf["n_layer"],
+        "n_head": hf["n_head"],
+        "n_embd": hf["n_embd"],
+        "bias": True,
+        "dropout": 0.0,
+    }
+    for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{path}: {key} must be a positive integer, got {v!r}")
+    if config["n_embd"] % config["n_head"]:
+        raise ValueError(f"{path}: n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
+    return config
+
+
+def config_to_hf(config, bos_token_id=None, eos_token_id=None):
+    """minillm config dict -> GPT-2 config.json dict (the keys ``transformers`` writes for gpt2).
+
+    bos/eos default to 50256 (``<|endoftext|>``) for GPT-2's 50257-token vocabulary
+    and to null otherwise (a model with its own tokenizer has no such token).
+    """
+    missing = [k for k in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd") if k not in config]
+    if missing:
+        raise ValueError(f"config is missing {missing}")
+    V = int(config["vocab_size"])
+    if V == 50257:
+        bos_token_id = 50256 if bos_token_id is None else bos_token_id
+        eos_token_id = 50256 if eos_token_id is None else eos_token_id
+    p = float(config.get("dropout", 0.0))
+    return {
+        "activation_function": "gelu_new",
+        "architectures": ["GPT2LMHeadModel"],
+        "attn_pdrop": p,
+        "bos_token_id": bos_token_id,
+        "embd_pdrop": p,
+        "eos_token_id": eos_token_id,
+        "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05,
+        "model_type": "gpt2",
+        "n_ctx": int(config["block_size"]),
+        "n_embd": int(config["n_embd"]),
+        "n_head": int(config["n_head"]),
+        "n_inner": None,
+        "n_layer": int(config["n_layer"]),
+        "n_positions": int(config["block_size"]),
+        "reorder_and_upcast_attn": False,
+        "resid_pdrop": p,
+        "scale_attn_by_inverse_layer_idx": False,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "vocab_size": V,
+    }
+
+
+# --- model.safetensors -------------------------------------------------------
+
+def _load_safetensors(path):
+    from safetensors.numpy import load_file
+    try:
+        return load_file(path)
+    except Exception as e:  # the Rust library raises its own SafetensorError type
+        raise ValueError(f"{path} is not a readable safetensors file "
+                         f"(truncated or corrupt?): {e}") from None
+
+
+def _load_weights(directory):
+    path = os.path.join(directory, WEIGHTS_NAME)
+    if os.path.isfile(path):
+        return _load_safetensors(path)
+    index = os.path.join(directory, SHARD_INDEX_NAME)
+    if os.path.isfile(index):  # large checkpoints are split into shards listed in an index
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        tensors = {}
+        for shard in shards:
+            tensors.update(_load_safetensors(os.path.join(directory, shard)))
+        return tensors
+    hint = ""
+    if os.path.isfile(os.path.join(directory, "pytorch_model.bin")):
+        hint = " (pytorch_model.bin is a pickle, which minillm never loads; use the safetensors file)"
+    raise FileNotFoundError(f"{WEIGHTS_NAME} not found in {directory}{hint}")
+
+
+def state_from_hf(tensors, config, path=WEIGHTS_NAME):
+    """Hugging Face tensor names -> minillm names; checks names and shapes against ``config``."""
+    state, lm_head = {}, None
+    for name, array in tensors.items():
+        short = name[len("transformer."):] if name.startswith("transformer.") else name
+        if short == "lm_head.weight":
+            lm_head = array
+        elif short.endswith((".attn.bias", ".attn.masked_bias")) and ".c_" not in short:
+            continue  # the causal-mask buffers, not parameters
+        else:
+            state[short] = array
+    shapes = expected_shapes(config)
+    missing = [n for n in shapes if n not in state]
+    unexpected = [n for n in state if n not in shapes]
+    if missing or unexpected:
+        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
+                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
+        raise ValueError(f"{path} does not match a GPT-2 with n_layer={config['n_layer']}: " + "; ".join(parts))
+    for n, shape in shapes.items():
+        if tuple(state[n].shape) != shape:
+            raise ValueError(f"{path}: tensor {n} has shape {tuple(state[n].shape)}, expected {shape} "
+                             f"from config.json")
+    if lm_head is not None and not np.array_equal(lm_head, state["wte.weight"]):
+        raise ValueError(f"{path}: lm_head.weight differs from wte.weight; minillm's GPT-2 ties them")
+    return {n: state[n] for n in shapes}  # minillm's parameter order
+
+
+def read_gpt2(directory):
+    """Read a Hugging Face GPT-2 folder -> (config_dict, state_dict).
+
+    config_dict has ``GPTConfig`` field names (vocab_size, block_size = n_positions,
+    n_layer, n_head, n_embd, bias=True, dropout=0.0); state_dict maps minillm's
+    parameter names to NumPy arrays in the file's dtype.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"model directory not found: {directory}")
+    config_path = os.path.join(directory, CONFIG_NAME)
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{CONFIG_NAME} not found in {directory}")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            hf = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+    if not isinstance(hf, dict):
+        raise ValueError(f"{config_path} must hold a JSON object")
+    config = config_from_hf(hf, config_path)
+    tensors = _load_weights(directory)
+    return config, state_from_hf(tensors, config, os.path.join(directory, WEIGHTS_NAME))
+
+
+def write_gpt2(directory, config, state_dict, dtype="float32", bos_token_id=None, eos_token_id=None):
+    """Write ``config.json`` + ``model.safetensors`` into ``directory`` (created if needed).
+
+    ``config``: a minillm config dict (or ``GPTConfig``); ``state_dict``: minillm names ->
+    arrays (NumPy or CuPy). Tensors are stored under the unprefixed names of the original
+    ``gpt2`` hub checkpoint, contiguous, as ``dtype`` (float32; None keeps each array's
+    dtype). A model without biases (``bias=False``) is written with zero biases, which
+    computes the same function. ``lm_head.weight``, if given, must equal ``wte.weight``.
+    """
+    from safetensors.numpy import save_file
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    has_bias = bool(config.get("bias", True))
+    hf = config_to_hf(config, bos_token_id, eos_token_id)
+    config = config_from_hf(hf)  # validates sizes, n_embd % n_head
+    state = {n: backend.to_numpy(a) for n, a in state_dict.items()}
+    if "lm_head.weight" in state:
+        if "wte.weight" not in state or not np.array_equal(state["lm_head.weight"], state["wte.weight"]):
+            raise ValueError("lm_head.weight differs from wte.weight; GPT-2's output layer is tied to wte")
+        del state["lm_head.weight"]
+    shapes = expected_shapes(config)
+    if not has_bias:  # x W + 0 = x W, and LayerNorm with bias 0 is LayerNorm without bias
+        for n, shape in shapes.items():
+            if n.endswith(".bias") and n not in state:
+                ref = state.get(n[:-len("bias")] + "weight")
+                state[n] = np.zeros(shape, dtype=ref.dtype if ref is not None else np.float32)
+    tensors = state_from_hf(state, config, "state_dict")
+    out = {n: np.ascontiguousarray(a if dtype is None else a.astype(dtype, copy=False))
+           for n, a in tensors.items()}
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
+        json.dump(hf, f, indent=2, sort_keys=True)
+        f.write("\n")
+    # transformers checks the "format" metadata before loading a safetensors file
+    save_file(out, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
