@@ -187,3 +187,29 @@ def test_measured_bytes_sum_parameters_gradients_and_optimizer_state():
     assert measured.optimizer_state == 2 * 4 * 17
     # float32 everywhere: 4 + 4 + 8 bytes per trainable parameter, 4 per frozen one
     assert measured.total == scaling.training_memory(22, 17, weight_bytes=4, grad_bytes=4).total
+
+
+def test_measured_bytes_of_a_real_gpt_match_the_formula_for_full_and_frozen_training():
+    import minillm.functional as F
+    from minillm.model import GPT, GPTConfig
+    from minillm.optim import AdamW
+
+    def one_step(model):
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = AdamW(trainable, lr=1e-3)
+        ids = numpy.random.default_rng(0).integers(0, 17, size=(2, 9))
+        F.cross_entropy(model(ids[:, :-1]), ids[:, 1:]).backward()
+        optimizer.step()
+        return scaling.measured_training_bytes(model, optimizer), sum(p.size for p in trainable)
+
+    config = GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=8)   # float32
+    n = scaling.parameter_count(config)
+    measured, n_trainable = one_step(GPT(config))
+    assert n_trainable == n
+    assert measured == scaling.training_memory(n, weight_bytes=4, grad_bytes=4)   # 4 + 4 + 8 bytes each
+    frozen = GPT(config)
+    for name, p in frozen.named_parameters():
+        p.requires_grad = name.startswith("ln_f")                 # train only the final LayerNorm
+    measured, n_trainable = one_step(frozen)
+    assert n_trainable == 2 * 8
+    assert measured == scaling.training_memory(n, n_trainable, weight_bytes=4, grad_bytes=4)
