@@ -47,24 +47,20 @@ class Module:
     """Base class: registers parameters and sub-modules; ``module(x)`` calls ``forward(x)``."""
 
     def __init__(self):
-        object.__setattr__(self, "_parameters", {})  # name -> Parameter, in assignment order
-        object.__setattr__(self, "_modules", {})     # name -> Module, in assignment order
+        object.__setattr__(self, "_members", {})  # name -> Parameter or Module, in assignment order
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        if "_members" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+        if isinstance(value, (Parameter, Module)):
+            self._members[name] = value  # a replacement keeps its place in the order
+        else:
+            self._members.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        self._members.pop(name, None)
         object.__delattr__(self, name)
 
     def __call__(self, *args, **kwargs):
@@ -74,29 +70,32 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     # -- walking the tree
-    def named_modules(self, prefix=""):
-        """Yield (dotted name, module) for this module ("" for itself) and every descendant."""
-        stack, seen = [(prefix, self)], set()
-        while stack:
-            name, module = stack.pop()
-            if id(module) in seen:
+    def _walk(self, prefix, seen):
+        """Yield (dotted name, member) depth-first in assignment order, each object once."""
+        for name, member in self._members.items():
+            if id(member) in seen:
                 continue
-            seen.add(id(module))
-            yield name, module
-            children = [(f"{name}.{child}" if name else child, sub) for child, sub in module._modules.items()]
-            stack.extend(reversed(children))  # pre-order, in assignment order
+            seen.add(id(member))
+            full = f"{prefix}.{name}" if prefix else name
+            yield full, member
+            if isinstance(member, Module):
+                yield from member._walk(full, seen)
+
+    def named_modules(self):
+        """Yield (dotted name, module) for this module ("" for itself) and every descendant."""
+        yield "", self
+        for name, member in self._walk("", {id(self)}):
+            if isinstance(member, Module):
+                yield name, member
 
     def modules(self):
         return [module for _, module in self.named_modules()]
 
     def named_parameters(self):
         """Yield (dotted name, parameter), each parameter once (a tied one under its first name)."""
-        seen = set()
-        for prefix, module in self.named_modules():
-            for name, p in module._parameters.items():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{prefix}.{name}" if prefix else name), p
+        for name, member in self._walk("", {id(self)}):
+            if isinstance(member, Parameter):
+                yield name, member
 
     def parameters(self):
         """Every parameter once, in a stable order (the order of ``named_parameters``)."""
@@ -170,17 +169,17 @@ class ModuleList(Module):
     def append(self, module):
         if not isinstance(module, Module):
             raise TypeError(f"ModuleList holds Modules, got {type(module).__name__}")
-        setattr(self, str(len(self._modules)), module)
+        setattr(self, str(len(self._members)), module)
         return self
 
     def __getitem__(self, index):
-        return list(self._modules.values())[index]
+        return list(self._members.values())[index]
 
     def __len__(self):
-        return len(self._modules)
+        return len(self._members)
 
     def __iter__(self):
-        return iter(self._modules.values())
+        return iter(self._members.values())
 
 
 def _rng(rng):
