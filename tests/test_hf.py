@@ -260,3 +260,38 @@ def test_gpt_without_bias_round_trips(tmp_path):
     idx = np.arange(8).reshape(1, 8)
     with no_grad():
         np.testing.assert_array_equal(np.asarray(back(idx).data), np.asarray(model(idx).data))
+
+
+# --- demos/gpt2.py on a tiny stand-in for the real GPT-2 folder ------------------
+
+def _load_demo():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "demos" / "gpt2.py"
+    spec = importlib.util.spec_from_file_location("demo_gpt2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpt2_demo_runs_on_a_tiny_gpt2_folder(tmp_path, capsys):
+    from minillm.model import GPT, GPTConfig
+    from minillm.tokenizers import BPETokenizer
+    tok = BPETokenizer.train("the cat sat on the mat. " * 20, vocab_size=256 + 20 + 1)
+    GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=8)).save_pretrained(tmp_path)
+    tok.save_gpt2(tmp_path)
+    demo = _load_demo()
+    args = ["--model-dir", str(tmp_path), "--prompt", "the cat", "--max-new-tokens", "5", "--seed", "1"]
+    text = demo.main(args)
+    assert text.startswith("the cat") and "tokens/s" in capsys.readouterr().out
+    assert demo.main(args + ["--no-cache"]) == text  # the KV cache changes nothing
+    demo.main(["--model-dir", str(tmp_path), "--prompt", "", "--max-new-tokens", "3", "--temperature", "0"])
+
+
+def test_gpt2_demo_names_missing_files(tmp_path):
+    demo = _load_demo()
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(SystemExit, match="lacks model.safetensors, vocab.json, merges.txt"):
+        demo.main(["--model-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="is not a folder"):
+        demo.main(["--model-dir", str(tmp_path / "nope")])
