@@ -108,6 +108,9 @@ def _write_atomically(path, arrays):
     os.makedirs(folder, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)     # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(handle, "wb") as f:
             numpy.savez(f, **arrays)
             f.flush()

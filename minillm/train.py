@@ -55,7 +55,8 @@ class TrainConfig:
     iters           total optimizer steps (a resumed run stops at the same total)
     batch_size      windows per micro-batch; grad_accum micro-batches make one step
     lr, min_lr      peak and final learning rate; warmup_iters of linear warmup,
-                    then cosine decay until lr_decay_iters (default: iters)
+                    then cosine decay until lr_decay_iters (default: iters;
+                    warmup is cut to lr_decay_iters in a shorter run)
     weight_decay    AdamW's decoupled decay, on >= 2-D parameters only
     beta1, beta2    AdamW's moment decay rates
     grad_clip       clip the global gradient L2 norm to this (0: no clipping)
@@ -94,9 +95,6 @@ class TrainConfig:
         for field in ("lr", "min_lr", "weight_decay", "grad_clip"):
             if not getattr(self, field) >= 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)!r}")
-        if self.warmup_iters > self.decay_iters:
-            raise ValueError(f"warmup_iters ({self.warmup_iters}) must not exceed lr_decay_iters "
-                             f"({self.decay_iters}, default: iters)")
 
     @property
     def decay_iters(self):
@@ -175,7 +173,8 @@ class Trainer:
     # ----------------------------------------------------------- one iteration
     def lr_at(self, step):
         cfg = self.config
-        return cosine_lr(step, cfg.lr, cfg.min_lr, cfg.warmup_iters, cfg.decay_iters)
+        warmup = min(cfg.warmup_iters, cfg.decay_iters)           # a run shorter than its warmup
+        return cosine_lr(step, cfg.lr, cfg.min_lr, warmup, cfg.decay_iters)
 
     def train_step(self):
         """One optimizer step on ``grad_accum`` fresh batches; returns (mean loss, lr)."""

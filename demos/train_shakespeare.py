@@ -1,0 +1,141 @@
+"""Pretrain a small GPT on Shakespeare, on a laptop CPU, in a few minutes.
+
+    python demos/train_shakespeare.py                    # the defaults: about 5 minutes on 2 cores
+    python demos/train_shakespeare.py --iters 200        # a quick look
+    python demos/train_shakespeare.py --resume           # continue out/shakespeare/ckpt.npz
+    MINILLM_BACKEND=cupy python demos/train_shakespeare.py --block-size 256 --batch-size 64 \\
+        --n-layer 6 --n-head 6 --n-embd 384 --dropout 0.2 --iters 5000   # nanoGPT's GPU config
+
+It reads the text (``--data``, default: the corpus shipped with minillm),
+builds a character (or BPE) tokenizer, splits the ids 90/10 into training and
+validation, and trains a GPT with ``minillm.train.Trainer``: progress on
+stdout, train/val loss every ``--eval-every`` iterations, a checkpoint in
+``--out/ckpt.npz`` (atomic, pickle-free). At the end it writes the loss curve
+``--out/loss.png`` and prints a sample of generated text (also in
+``--out/sample.txt``). Ctrl-C saves a checkpoint; ``--resume`` continues it and
+stops at the same total number of iterations, with the same result as a run
+that was never interrupted.
+"""
+import argparse
+import os
+import sys
+import time
+
+from minillm import backend, checkpoint
+from minillm.model import GPT, GPTConfig
+from minillm.plotting import plot_loss_curve
+from minillm.text_data import load_corpus, split_ids
+from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from minillm.train import TrainConfig, Trainer, TrainingDiverged
+
+DEFAULT_ITERS = 1500
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Pretrain a small GPT on Shakespeare.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=None, help="text file to train on (default: the shipped corpus)")
+    p.add_argument("--out", default=os.path.join("out", "shakespeare"),
+                   help="folder for ckpt.npz, loss.png and sample.txt")
+    p.add_argument("--iters", type=int, default=None,
+                   help=f"total iterations (default {DEFAULT_ITERS}; a resumed run keeps its own total)")
+    p.add_argument("--eval-every", type=int, default=250, help="estimate train/val loss every N iterations")
+    p.add_argument("--eval-iters", type=int, default=20, help="batches per loss estimate")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="write ckpt.npz every N iterations (default: at each evaluation; 0: only at the end)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/ckpt.npz")
+    p.add_argument("--seed", type=int, default=1337, help="seeds the weights, dropout, batches and sample")
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--block-size", type=int, default=64, help="context length in tokens")
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p.add_argument("--min-lr", type=float, default=2e-4, help="learning rate at the end of the cosine decay")
+    p.add_argument("--warmup-iters", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0: off)")
+    p.add_argument("--tokenizer", choices=("char", "bpe"), default="char")
+    p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size (--tokenizer bpe only)")
+    p.add_argument("--sample-tokens", type=int, default=500, help="length of the sample printed at the end")
+    return p.parse_args(argv)
+
+
+def build_tokenizer(kind, text, vocab_size):
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    print(f"training a BPE tokenizer with {vocab_size} ids ...", flush=True)
+    return BPETokenizer.train(text, vocab_size)
+
+
+def new_run(args):
+    """A fresh tokenizer, model and trainer from the flags."""
+    data = os.path.abspath(args.data) if args.data else None
+    text = load_corpus(data)
+    tokenizer = build_tokenizer(args.tokenizer, text, args.vocab_size)
+    train_ids, val_ids = split_ids(tokenizer.encode(text))
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
+                       n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+    train_config = TrainConfig(
+        iters=args.iters or DEFAULT_ITERS, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+        warmup_iters=args.warmup_iters, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        eval_every=args.eval_every, eval_iters=args.eval_iters, checkpoint_every=args.checkpoint_every,
+        seed=args.seed)
+    model = GPT(config, seed=args.seed)
+    return Trainer(model, train_ids, val_ids, train_config, tokenizer=tokenizer, out_dir=args.out,
+                   extra={"data": data}), tokenizer
+
+
+def resumed_run(args):
+    """Tokenizer, model, optimizer and generators exactly as the checkpoint left them."""
+    path = os.path.join(args.out, "ckpt.npz")
+    if not os.path.exists(path):
+        sys.exit(f"--resume: there is no checkpoint {path} to continue (drop --resume to start a new run)")
+    try:
+        ckpt = checkpoint.load(path)
+    except checkpoint.CheckpointError as error:
+        sys.exit(f"--resume: {error}")
+    tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+    data = args.data or ckpt.get("data")
+    train_ids, val_ids = split_ids(tokenizer.encode(load_corpus(data)))
+    trainer = Trainer.from_checkpoint(ckpt, train_ids, val_ids, iters=args.iters, tokenizer=tokenizer,
+                                      out_dir=args.out, extra={"data": data})
+    print(f"resuming {path} at iteration {trainer.step} of {trainer.config.iters} "
+          "(model and training settings come from the checkpoint)")
+    return trainer, tokenizer
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    trainer, tokenizer = resumed_run(args) if args.resume else new_run(args)
+    model, cfg = trainer.model, trainer.model.config
+    print(f"backend {backend.name} | {model.num_parameters():,} parameters | vocabulary {cfg.vocab_size} | "
+          f"layers {cfg.n_layer}, heads {cfg.n_head}, width {cfg.n_embd}, context {cfg.block_size} | "
+          f"{len(trainer.train_ids):,} training tokens, {len(trainer.val_ids):,} validation tokens", flush=True)
+    start = time.perf_counter()
+    try:
+        history = trainer.run()
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    minutes = (time.perf_counter() - start) / 60
+    step, train_loss, val_loss = history["evals"][-1]
+    curve = plot_loss_curve(history, os.path.join(args.out, "loss.png"),
+                            title=f"GPT {cfg.n_layer}x{cfg.n_embd} on Shakespeare ({cfg.vocab_size} tokens)")
+    print(f"done: {step} iterations, final train loss {train_loss:.4f}, val loss {val_loss:.4f} "
+          f"({minutes:.1f} min this session); checkpoint {trainer.ckpt_path}, loss curve {curve}")
+    if args.sample_tokens > 0:
+        prompt = tokenizer.encode("\n")
+        out = model.generate([prompt], args.sample_tokens, temperature=0.8, seed=args.seed)
+        text = tokenizer.decode(backend.to_numpy(out)[0].tolist())
+        with open(os.path.join(args.out, "sample.txt"), "w", encoding="utf-8") as f:
+            f.write(text)
+        print("-" * 30 + " sample (temperature 0.8) " + "-" * 30 + text + "\n" + "-" * 86)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
