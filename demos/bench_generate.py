@@ -124,7 +124,7 @@ def main(argv=None):
                 times[use_cache].append(seconds)
         with_cache, without = statistics.median(times[True]), statistics.median(times[False])
         same = bool((backend.to_numpy(outputs[True]) == backend.to_numpy(outputs[False])).all())
-        window = outputs[True][:, -config.block_size:][:, :-1]    # the tokens whose keys the cache holds last
+        window = outputs[True][:, :-1][:, -config.block_size:]    # every token fed (at most a full window)
         stored, formula = cache_bytes(model, window)
         rows.append((new, with_cache, without))
         print(f"{new:>10} | {new / with_cache:>11.1f} | {new / without:>14.1f} | {without / with_cache:>7.2f}x | "
