@@ -254,6 +254,18 @@ def test_bpe_decode_errors(trained):
         trained.decode(["a"])
 
 
+def test_bpe_decode_accepts_numpy_ids_and_rejects_non_integers(trained):
+    import numpy as np
+    ids = trained.encode("Speak, speak.")
+    assert trained.decode(np.array(ids, dtype=np.int32)) == "Speak, speak."
+    assert trained.decode([np.int64(i) for i in ids]) == "Speak, speak."
+    for bad in ([True], np.array([1.0]), [1.0]):
+        with pytest.raises(TypeError, match="token ids must be integers"):
+            trained.decode(bad)
+    with pytest.raises(ValueError, match="token id -2 is outside"):
+        trained.decode(np.array([5, -2]))
+
+
 def test_bpe_partial_utf8_decodes_to_replacement(trained):
     ids = trained.encode("é")  # two bytes, two tokens in this small vocabulary
     assert len(ids) == 2 and trained.decode(ids[:1]) == "\ufffd"

@@ -190,7 +190,14 @@ class BPETokenizer:
         return out
 
     def decode_bytes(self, ids):
-        """list[int] -> the raw bytes those tokens stand for."""
+        """list[int] (or a 1-D integer array) -> the raw bytes those tokens stand for."""
+        if hasattr(ids, "tolist") and getattr(getattr(ids, "dtype", None), "kind", "") in "iu":
+            ids = ids.tolist()  # a NumPy integer array: plain ints, fast
+        if isinstance(ids, list) and all(type(i) is int for i in ids):
+            try:  # the fast path: one dict lookup per id (negative ids are missing keys)
+                return b"".join(map(self._token_bytes.__getitem__, ids))
+            except KeyError:
+                pass  # fall through to the loop, which names the bad id
         parts = []
         n = self.vocab_size
         table = self._token_bytes
