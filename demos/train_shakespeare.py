@@ -24,6 +24,7 @@ import time
 from minillm import backend, checkpoint
 from minillm.model import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
+from minillm.progress import format_duration
 from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
@@ -121,12 +122,12 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
-    minutes = (time.perf_counter() - start) / 60
+    elapsed = format_duration(time.perf_counter() - start)
     step, train_loss, val_loss = history["evals"][-1]
     curve = plot_loss_curve(history, os.path.join(args.out, "loss.png"),
                             title=f"GPT {cfg.n_layer}x{cfg.n_embd} on Shakespeare ({cfg.vocab_size} tokens)")
     print(f"done: {step} iterations, final train loss {train_loss:.4f}, val loss {val_loss:.4f} "
-          f"({minutes:.1f} min this session); checkpoint {trainer.ckpt_path}, loss curve {curve}")
+          f"({elapsed} this session); checkpoint {trainer.ckpt_path}, loss curve {curve}")
     if args.sample_tokens > 0:
         prompt = tokenizer.encode("\n")
         out = model.generate([prompt], args.sample_tokens, temperature=0.8, seed=args.seed)
