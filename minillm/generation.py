@@ -162,7 +162,7 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
                 token = xp.where(finished, pad, token)                   # (B,) finished rows repeat their stop
                 new.append(token)
                 if stop_ids:
-                    hit = ~finished & xp.isin(token, xp.asarray(stop_ids))
+                    hit = ~finished & (token[:, None] == xp.asarray(stop_ids)[None, :]).any(axis=1)
                     pad = xp.where(hit, token, pad)
                     finished = finished | hit
                     if bool(finished.all()):

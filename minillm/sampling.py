@@ -50,9 +50,9 @@ def _check_values(logits):
     """Raise on NaN, +inf, or a row whose logits are all -inf (nothing could be sampled)."""
     if bool(xp.isnan(logits).any()):
         raise ValueError("logits contain NaN")
-    if bool(xp.isposinf(logits).any()):
+    if bool((logits == xp.inf).any()):
         raise ValueError("logits contain +inf; mask tokens with -inf, give finite scores otherwise")
-    dead = xp.isneginf(logits).all(axis=-1)                            # (...,) rows with no finite logit
+    dead = (logits == -xp.inf).all(axis=-1)                          # (...,) rows with no finite logit
     if bool(dead.any()):
         row = tuple(int(i) for i in xp.argwhere(dead)[0]) if dead.ndim else ()
         where = f"row {row[0] if len(row) == 1 else row} of the logits" if row else "the logits"
