@@ -26,7 +26,7 @@ import json
 import math
 import numbers
 
-from minillm import backend
+from minillm import backend, hf
 from minillm import functional as F
 from minillm.autograd import Tensor, is_grad_enabled, _shape_text
 from minillm.backend import xp
@@ -246,8 +246,8 @@ class GPT(Module):
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):
-        """A GPT from a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
-        from minillm import hf  # local until minillm/hf.py exists
+        """A GPT from a Hugging Face GPT-2 folder (config.json + model.safetensors);
+        reading and name mapping are ``minillm.hf.read_gpt2``."""
         config_dict, state = hf.read_gpt2(directory)
         config = GPTConfig.from_dict({**config_dict, "dtype": dtype})
         model = cls(config)
@@ -256,5 +256,4 @@ class GPT(Module):
 
     def save_pretrained(self, directory):
         """Write config.json + model.safetensors in the Hugging Face GPT-2 layout."""
-        from minillm import hf  # local until minillm/hf.py exists
         hf.write_gpt2(directory, self.config.to_dict(), self.state_dict())

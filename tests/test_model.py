@@ -296,6 +296,25 @@ def test_kv_cache_errors():
     assert cache.position == 4
 
 
+def test_save_pretrained_then_from_pretrained_gives_the_same_model(tmp_path):
+    model = GPT(GPTConfig(**TINY), seed=4)
+    model.save_pretrained(tmp_path / "gpt")
+    loaded = GPT.from_pretrained(tmp_path / "gpt")
+    assert loaded.config == model.config
+    idx = ids(numpy.random.default_rng(9), (2, 6))
+    assert numpy.array_equal(logits_np(loaded, idx), logits_np(model, idx))
+
+
+def test_generate_hook_continues_the_prompt():
+    model = tiny()
+    prompt = numpy.array([[1, 2, 3]])
+    out = backend.to_numpy(model.generate(prompt, 3, temperature=0))
+    assert out.shape == (1, 6) and numpy.array_equal(out[:, :3], prompt)
+    with no_grad():
+        first = logits_np(model, prompt)[0, -1].argmax()
+    assert out[0, 3] == first                                       # greedy: the argmax of the last logits
+
+
 # ---------------------------------------------------------------- learning
 
 def test_tiny_gpt_overfits_a_short_text():
