@@ -46,12 +46,12 @@ from minillm.train import Trainer, TrainConfig
 PRESETS = {
     # the default: about 15 minutes on a 2-core CPU
     "cpu": dict(sizes=(16, 24, 32, 48, 64, 96), n_layer=2, head_dim=8, block_size=64, batch_size=16,
-                iters=1200, lr=2e-3, data_sizes=(8192, 16384, 32768, 65536, 131072, 262144),
+                iters=1200, lr=4e-3, data_sizes=(8192, 16384, 32768, 65536, 131072, 262144),
                 data_n_embd=48, data_iters=800, eval_every=100, eval_tokens=8192),
     # a smoke test: tiny everything
     "quick": dict(sizes=(8, 16, 24, 32, 48), n_layer=1, head_dim=8, block_size=32, batch_size=8,
-                  iters=60, lr=3e-3, data_sizes=(2048, 4096, 8192, 16384),
-                  data_n_embd=16, data_iters=60, eval_every=30, eval_tokens=1024),
+                  iters=100, lr=5e-3, data_sizes=(2048, 4096, 8192, 16384),
+                  data_n_embd=16, data_iters=100, eval_every=25, eval_tokens=1024),
     # on a GPU (MINILLM_BACKEND=cupy): wider, deeper, longer
     "gpu": dict(sizes=(64, 96, 128, 192, 256, 384), n_layer=4, head_dim=32, block_size=128,
                 batch_size=64, iters=3000, lr=1e-3,
@@ -79,19 +79,24 @@ def parse_args(argv=None):
     parser.add_argument("--block-size", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--iters", type=int, help="iterations of each model in the L(N) sweep")
-    parser.add_argument("--lr", type=float, help="peak learning rate (cosine decay to lr/10)")
+    parser.add_argument("--lr", type=float, help="peak learning rate, the same for every size "
+                        "(cosine decay to lr/10)")
     parser.add_argument("--data-sizes", type=int_list, help="training characters D, comma-separated")
     parser.add_argument("--data-n-embd", type=int, help="the width of the L(D) sweep's model")
     parser.add_argument("--data-iters", type=int, help="iterations of each run in the L(D) sweep")
     parser.add_argument("--eval-every", type=int, help="L(D) sweep: validate every this many iterations")
     parser.add_argument("--eval-tokens", type=int, help="validation tokens scored for each loss")
-    parser.add_argument("--no-data-sweep", action="store_true", help="only the L(N) sweep")
+    parser.add_argument("--sweep", choices=("both", "N", "D"), default="both",
+                        help="run both sweeps (default), only L(N) or only L(D)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     preset = PRESETS["quick" if args.quick else args.preset]
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    for name in ("sizes", "data_sizes"):
+        if len(getattr(args, name)) < 3:
+            parser.error(f"--{name.replace('_', '-')} needs at least 3 values for a fit with an uncertainty")
     for width in args.sizes + (args.data_n_embd,):
         if width % args.head_dim:
             parser.error(f"n_embd {width} is not divisible by --head-dim {args.head_dim}")
@@ -140,6 +145,7 @@ def plot(path, fits):
     """Log-log panels: measured losses (points) and fitted power laws (lines)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg   # no pyplot: no global state
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     figure = Figure(figsize=(5.5 * len(fits), 4.2), dpi=100)
     FigureCanvasAgg(figure)
@@ -149,6 +155,9 @@ def plot(path, fits):
         grid = numpy.geomspace(min(x) / 1.3, max(x) * 1.3, 50)
         axes.loglog(grid, fit.predict(grid), "-", color="tab:red",
                     label=f"fit: alpha = {fit.alpha:.3f} ± {fit.alpha_stderr:.3f}")
+        for formatter in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+            formatter(FormatStrFormatter("%.2f"))      # losses span less than a decade
+        axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(xlabel)
         axes.set_ylabel("validation cross-entropy (nats per char)")
         axes.grid(True, which="both", alpha=0.3)
@@ -169,21 +178,23 @@ def main(argv=None):
     print(f"backend {backend.name}; corpus {len(text):,} chars, vocabulary {tokenizer.vocab_size}; "
           f"validation on {len(val_ids) - 1:,} chars")
 
-    model_rows = [train_and_evaluate(args, width, train_ids, val_ids, tokenizer.vocab_size, args.iters,
-                                     f"L(N) model {i + 1}/{len(args.sizes)}")
-                  for i, width in enumerate(args.sizes)]
-    print_table("L(N): fixed data and iterations, growing width", model_rows, "non_embedding_params",
-                "final_val")
-    fit_n = scaling.fit_power_law([r["non_embedding_params"] for r in model_rows],
-                                  [r["final_val"] for r in model_rows])
-    print(f"L(N) = (N_c / N)^alpha_N: alpha_N = {fit_n.alpha:.4f} ± {fit_n.alpha_stderr:.4f}, "
-          f"N_c = {fit_n.x_c:.3g} (log N_c = {fit_n.log_x_c:.2f} ± {fit_n.log_x_c_stderr:.2f}), "
-          f"R² = {fit_n.r_squared:.3f}")
-    fits = [("non-embedding parameters N", [r["non_embedding_params"] for r in model_rows],
-             [r["final_val"] for r in model_rows], fit_n)]
-    results = {"args": vars(args), "model_sweep": model_rows, "fit_N": fit_n.__dict__}
+    fits, results = [], {"args": vars(args)}
+    if args.sweep in ("both", "N"):
+        model_rows = [train_and_evaluate(args, width, train_ids, val_ids, tokenizer.vocab_size, args.iters,
+                                         f"L(N) model {i + 1}/{len(args.sizes)}")
+                      for i, width in enumerate(args.sizes)]
+        print_table("L(N): fixed data and iterations, growing width", model_rows, "non_embedding_params",
+                    "final_val")
+        fit_n = scaling.fit_power_law([r["non_embedding_params"] for r in model_rows],
+                                      [r["final_val"] for r in model_rows])
+        print(f"L(N) = (N_c / N)^alpha_N: alpha_N = {fit_n.alpha:.4f} ± {fit_n.alpha_stderr:.4f}, "
+              f"N_c = {fit_n.x_c:.3g} (log N_c = {fit_n.log_x_c:.2f} ± {fit_n.log_x_c_stderr:.2f}), "
+              f"R² = {fit_n.r_squared:.3f}")
+        fits.append(("non-embedding parameters N", [r["non_embedding_params"] for r in model_rows],
+                     [r["final_val"] for r in model_rows], fit_n))
+        results.update(model_sweep=model_rows, fit_N=fit_n.__dict__)
 
-    if not args.no_data_sweep:
+    if args.sweep in ("both", "D"):
         sizes = [d for d in args.data_sizes if d <= len(train_ids)]
         data_rows = [train_and_evaluate(args, args.data_n_embd, train_ids[:d], val_ids, tokenizer.vocab_size,
                                         args.data_iters, f"L(D) run {i + 1}/{len(sizes)}", args.eval_every)
@@ -202,6 +213,9 @@ def main(argv=None):
     results["seconds"] = time.perf_counter() - wall
     with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
+    if args.quick or args.preset == "quick":
+        print("\n--quick: far too little training for these exponents to mean anything; "
+              "it only proves that the pipeline runs. Run without --quick for the real sweep.")
     print(f"\nwrote {args.out} and {os.path.splitext(args.out)[0]}.json "
           f"in {format_duration(results['seconds'])}")
     return results
