@@ -55,12 +55,13 @@ def _report(name, a, b, tol):
 
 def check_ours_to_hf(tmp, tol, seed):
     from transformers import GPT2LMHeadModel
+    from minillm import backend
     from minillm.model import GPT, GPTConfig
     config = GPTConfig(vocab_size=97, block_size=32, n_layer=3, n_head=4, n_embd=32)
     model = GPT(config, seed=seed)
     rng = np.random.default_rng(seed)
     for p in model.parameters():  # make every parameter matter (biases start at 0, LN weights at 1)
-        p.data[...] = p.data + 0.05 * rng.standard_normal(p.shape).astype(p.dtype)
+        p.data[...] = p.data + backend.asarray(0.05 * rng.standard_normal(p.shape), dtype=p.dtype)
     model.save_pretrained(tmp)
     hf_model, info = GPT2LMHeadModel.from_pretrained(tmp, local_files_only=True, output_loading_info=True)
     hf_model.eval()
