@@ -100,13 +100,15 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
     """
     config = model.config
     block_size = config.block_size
+    if slide_keep is None:
+        slide_keep = max(1, block_size // 2)
     rng = backend.host_rng(seed)
     cache = KVCache(config.n_layer, capacity=block_size) if use_cache else None
     length = idx.shape[1]
     start = max(0, length - block_size)                      # a long prompt keeps its last block_size
     refill = True                                            # the cache must be (re)filled from `start`
     tokens = idx
-    for step in range(max_new_tokens):
+    for _ in range(max_new_tokens):
         if use_cache and refill:
             cache.reset()
             logits = model(tokens[:, start:], cache=cache).data[:, -1, :]       # (B, V) prefill
