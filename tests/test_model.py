@@ -1,7 +1,6 @@
 """GPTConfig validation and the GPT: names, counts, init, gradients, causality, KV cache, overfitting."""
 import json
 import math
-import time
 
 import numpy
 import pytest
@@ -324,14 +323,12 @@ def test_tiny_gpt_overfits_a_short_text():
     x, y = data[:, :-1], data[:, 1:]                                # teacher forcing: y is x shifted by one
     model = GPT(GPTConfig(vocab_size=len(vocab), block_size=40, n_layer=2, n_head=2, n_embd=32), seed=0)
     optimizer = AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    began = time.perf_counter()
     for _ in range(STEPS):
         _, loss = model(x, y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.05, f"loss {loss.item():.3f} after {STEPS} steps"
-    assert time.perf_counter() - began < 10
     predicted = backend.to_numpy(model(x).data).argmax(axis=-1)
     assert "".join(vocab[i] for i in predicted[0]) == text[1:]
 
