@@ -15,6 +15,12 @@ With G = dL/dO, backward is the chain rule through the three steps:
     dS = P * (dP - sum_j(dP * P))                  softmax backward, row by row
     dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D)
 
+Two savings keep every pass over the big (Tq, Tk) arrays that can be avoided
+off them: the scale 1/sqrt(D) multiplies Q (Tq x D numbers) rather than S, and
+the row sums sum_j(dP * P) are computed as sum_d(G * O) (Tq x D numbers; equal
+because O = P V, so sum_j (G V^T)_ij P_ij = sum_d G_id O_id; FlashAttention's
+"D_i").
+
 When Tk > Tq the first Tk - Tq keys are a cached prefix (the KV cache): query i
 is at absolute position i + (Tk - Tq). Optional dropout on P (GPT-2's
 attn_pdrop) multiplies P by a scaled Bernoulli mask M: O = (P*M) V.
@@ -37,8 +43,8 @@ class ScaledDotProductAttention(Function):
 
     def forward(self, q, k, v, causal, dropout_p, rng):
         self.scale = 1.0 / math.sqrt(q.shape[-1])
+        q = q * self.scale                                          # (B, H, Tq, D), Q / sqrt(D)
         s = xp.matmul(q, xp.swapaxes(k, -1, -2))                   # (B, H, Tq, Tk)
-        s *= self.scale
         if causal:
             s += causal_bias(q.shape[-2], k.shape[-2], s.dtype)
         s -= s.max(axis=-1, keepdims=True)                          # softmax, in place
@@ -52,7 +58,8 @@ class ScaledDotProductAttention(Function):
         else:
             self.mask = None
         self.q, self.k, self.v = q, k, v                            # kept: each feeds another's gradient
-        return xp.matmul(s, v)                                      # (B, H, Tq, D)
+        self.out = xp.matmul(s, v)                                  # (B, H, Tq, D), kept for sum_j(dP * P)
+        return self.out
 
     def backward(self, grad):
         p, q, k, v = self.p, self.q, self.k, self.v
@@ -61,11 +68,11 @@ class ScaledDotProductAttention(Function):
         grad_p = xp.matmul(grad, xp.swapaxes(v, -1, -2))            # (B, H, Tq, Tk)
         if self.mask is not None:
             grad_p *= self.mask
-        grad_p -= (grad_p * p).sum(axis=-1, keepdims=True)          # dS = P * (dP - sum(dP * P))
+        grad_p -= (grad * self.out).sum(axis=-1, keepdims=True)     # dS = P * (dP - sum_j(dP * P))
         grad_p *= p
-        grad_p *= self.scale
         grad_q = xp.matmul(grad_p, k)                               # (B, H, Tq, D)
-        grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, H, Tk, D)
+        grad_q *= self.scale
+        grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, H, Tk, D), q already scaled
         return grad_q, grad_k, grad_v
 
 

@@ -6,6 +6,12 @@ For one row with logits u and target t:
 The op returns the mean over the N targets that are not ``ignore_index``, so
 each row's gradient is (softmax(u) - onehot(t)) / N, and 0 for ignored rows.
 An all-ignored batch has loss 0 and zero gradient (never 0/0 = NaN).
+
+The (N, V) arrays are the largest of a GPT step (V = 50257 for GPT-2), so the
+op makes as few passes over them as it can: forward keeps e = exp(u - max u)
+and its row sums z, and backward turns e into the gradient in place with one
+multiplication, softmax(u) * s = e * (s / z), for the per-row factor
+s = [t is kept] * dL/dloss / N.
 """
 from minillm import backend
 from minillm.autograd import Function, Tensor, _shape_text
@@ -36,24 +42,24 @@ class CrossEntropy(Function):
         keep = t != ignore_index                                    # (N,)
         safe_t = xp.where(keep, t, 0)
         rows = xp.arange(u.shape[0])
-        shifted = u - u.max(axis=1, keepdims=True)                  # (N, V), max 0
-        picked = shifted[rows, safe_t]                              # (N,)  u_t - m
-        xp.exp(shifted, out=shifted)                                # exp(u - m)
-        total = shifted.sum(axis=1)                                 # (N,)
+        e = u - u.max(axis=1, keepdims=True)                        # (N, V), u - m, max 0
+        picked = e[rows, safe_t]                                    # (N,)  u_t - m
+        xp.exp(e, out=e)                                            # (N, V) e = exp(u - m)
+        total = e.sum(axis=1)                                       # (N,)  z = sum_v e_v
         losses = xp.log(total) - picked                             # (N,)  logsumexp(u) - u_t
         self.count = int(keep.sum())
-        # kept for backward: softmax(u) and which rows/targets count
-        shifted /= total[:, None]
-        self.probs, self.rows, self.targets, self.keep = shifted, rows, safe_t, keep
+        # kept for backward: e and z (softmax = e / z), and which rows/targets count
+        self.e, self.total, self.rows, self.targets, self.keep = e, total, rows, safe_t, keep
         self.shape = logits.shape
         return (losses * keep).sum() / max(self.count, 1)
 
     def backward(self, grad):
         if self.count == 0:
-            return xp.zeros(self.shape, dtype=self.probs.dtype)
-        d = self.probs                                              # (N, V) softmax, reused in place
-        d[self.rows, self.targets] -= 1                             # softmax - onehot
-        d *= (self.keep * (grad / self.count))[:, None].astype(d.dtype)
+            return xp.zeros(self.shape, dtype=self.e.dtype)
+        s = (self.keep * (grad / self.count)).astype(self.e.dtype)  # (N,)  dL/dloss_row
+        d = self.e                                                  # (N, V) reused in place
+        d *= (s / self.total)[:, None]                              # softmax * s
+        d[self.rows, self.targets] -= s                             # (softmax - onehot) * s
         return d.reshape(self.shape)
 
 

@@ -23,7 +23,8 @@ def stable_softmax(x, axis=-1):
 def stable_log_softmax(x, axis=-1):
     """log-softmax on raw arrays: (x - m) - log sum exp(x - m)."""
     shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
 
 
 class Softmax(Function):
