@@ -205,12 +205,14 @@ def restore_rng(state):
 def restore(ckpt, optimizer_factory=None):
     """Rebuild (model, optimizer) from a loaded checkpoint: a fresh GPT with its weights.
 
-    ``optimizer_factory(model)`` builds a fresh optimizer whose state is then
-    loaded from ``ckpt["optimizer"]``; without it the optimizer is None.
+    ``optimizer_factory(model)`` builds a fresh optimizer with the same
+    parameter groups as the saved one (e.g. ``lambda m: AdamW(
+    param_groups_for_weight_decay(m, 0.1))``); its state is then loaded from
+    ``ckpt["optimizer"]``. Without a factory the optimizer is None.
     """
     from minillm.model import GPT, GPTConfig   # here, not at the top: checkpoint stays model-agnostic
 
-    model = GPT(GPTConfig(**ckpt["config"]))
+    model = GPT(GPTConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     optimizer = None
     if optimizer_factory is not None:

@@ -148,3 +148,28 @@ def test_save_rejects_reserved_and_unserialisable_extras(tmp_path):
     with pytest.raises(TypeError, match="checkpoint entry 'extra/thing' must be an array or JSON"):
         checkpoint.save(tmp_path / "c.npz", _weights(), thing=object())
     assert not os.listdir(tmp_path)
+
+
+def test_restore_rebuilds_a_gpt_and_its_optimizer(tmp_path):
+    import minillm.functional as F
+    from minillm.model import GPT, GPTConfig
+    from minillm.optim import AdamW, param_groups_for_weight_decay
+
+    def make_optimizer(model):
+        return AdamW(param_groups_for_weight_decay(model, 0.1), lr=1e-2)
+
+    model = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=8), seed=1)
+    optimizer = make_optimizer(model)
+    ids = numpy.array([[1, 2, 3, 4], [4, 3, 2, 1]])
+    F.cross_entropy(model(ids[:, :3]), ids[:, 1:]).backward()
+    optimizer.step()
+    checkpoint.save(tmp_path / "c.npz", model, optimizer, step=1)
+    restored, restored_optimizer = checkpoint.restore(checkpoint.load(tmp_path / "c.npz"), make_optimizer)
+    assert restored.config == model.config
+    for (name, p), (_, q) in zip(model.named_parameters(), restored.named_parameters()):
+        numpy.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    mine, theirs = optimizer.state_dict(), restored_optimizer.state_dict()
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        numpy.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+    assert checkpoint.restore(checkpoint.load(tmp_path / "c.npz"))[1] is None
