@@ -23,9 +23,10 @@ valid UTF-8, e.g. half a character, become U+FFFD, as in GPT-2).
 import json
 import os
 
+import regex
+
 from minillm.tokenizers.bytelevel import (
     GPT2_SPLIT_PATTERN, special_splitter, str_to_token, token_to_str)
-import regex
 
 _CACHE_LIMIT = 200_000  # words kept in the per-word encoding cache
 
