@@ -197,7 +197,10 @@ def test_state_dict_round_trip_through_npz_resumes_exactly(make, tmp_path):
     assert fresh.step_count == 3 and fresh.param_groups[0]["lr"] == 5e-3
     train(resumed, fresh, 3, rng)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert numpy.array_equal(a, b), name
+        if backend.name == "numpy":
+            assert numpy.array_equal(a, b), name                  # bit for bit
+        else:  # CuPy's embedding gradient adds with atomics, in a varying order
+            numpy.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 def test_state_dict_is_flat_and_keyed_by_name():
