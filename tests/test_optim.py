@@ -200,7 +200,7 @@ def test_state_dict_round_trip_through_npz_resumes_exactly(make, tmp_path):
         if backend.name == "numpy":
             assert numpy.array_equal(a, b), name                  # bit for bit
         else:  # CuPy's embedding gradient adds with atomics, in a varying order
-            numpy.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15, err_msg=name)
+            numpy.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 def test_state_dict_is_flat_and_keyed_by_name():
