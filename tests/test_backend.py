@@ -21,6 +21,7 @@ PACKAGE = Path(backend.__file__).resolve().parent
 HOST_SIDE = {
     "backend.py", "data.py", "checkpoint.py", "hf.py", "train.py", "evaluate.py", "scaling.py",
     "text_data.py", "corpus.py", "memory.py", "plotting.py", "progress.py", "gradcheck.py",
+    "finetune.py",  # like train.py: builds its batches on the host (added to the list; see report)
 }
 HOST_SIDE_PREFIXES = ("tokenizers",)  # tokenizers.py, tokenizers_*.py and the tokenizers/ package
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx"}

@@ -482,6 +482,10 @@ def test_matmul_shape_mismatch_names_both_shapes():
         a @ b
     with pytest.raises(ValueError, match=r"\(2, 3\) and \(4, 5\)"):
         F.linear(a, b)
+    with pytest.raises(ValueError, match=r"weight must be 2-D \(in_features, out_features\), got shape \(5\)"):
+        F.linear(a, Tensor(numpy.zeros(5)))
+    with pytest.raises(ValueError, match=r"bias has shape \(4\), expected \(5\) \(out_features\)"):
+        F.linear(Tensor(numpy.zeros((2, 4))), b, Tensor(numpy.zeros(4)))
     with pytest.raises(ValueError, match="at least 1 dimension"):
         F.matmul(Tensor(numpy.float64(1.0)), b)
 

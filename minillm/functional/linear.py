@@ -6,7 +6,7 @@ three products is one large matrix multiplication:
 
     dL/dx = dL/dy W^T      dL/dW = x^T dL/dy      dL/db = sum over rows of dL/dy
 """
-from minillm.autograd import Function, _check_matmul_shapes
+from minillm.autograd import Function, _check_matmul_shapes, _shape_text
 from minillm.backend import xp
 
 
@@ -32,6 +32,12 @@ class Linear(Function):
 
 def linear(x, weight, bias=None):
     """y = x @ weight + bias, with weight of shape (in_features, out_features)."""
+    if weight.ndim != 2:
+        raise ValueError("linear weight must be 2-D (in_features, out_features), "
+                         f"got shape {_shape_text(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[1],):
+        raise ValueError(f"linear bias has shape {_shape_text(bias.shape)}, expected "
+                         f"{_shape_text((weight.shape[1],))} (out_features)")
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)
