@@ -178,10 +178,18 @@ class AdamW(Optimizer):
         if not group["eps"] >= 0:
             raise ValueError(f"eps must be >= 0, got {group['eps']}")
 
+    def _scratch(self, param):
+        """A reused work array shaped like ``param`` (one buffer, as large as the largest
+        parameter, so a step allocates nothing)."""
+        buffer = getattr(self, "_buffer", None)
+        if buffer is None or buffer.size < param.size or buffer.dtype != param.dtype:
+            buffer = self._buffer = xp.empty(max(param.size, 0 if buffer is None else buffer.size), param.dtype)
+        return buffer[:param.size].reshape(param.shape)
+
     def _update(self, param, grad, state, group):
         lr, beta1, beta2, t = group["lr"], group["beta1"], group["beta2"], state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        scratch = xp.empty_like(param)                  # the one temporary of this update
+        scratch = self._scratch(param)                  # the one temporary of this update
         if group["weight_decay"]:
             param *= 1.0 - lr * group["weight_decay"]
         m *= beta1                                      # m = beta1 m + (1 - beta1) g
