@@ -160,13 +160,18 @@ def _phone(match):
     return "<PHONE>" if 7 <= sum(c.isdigit() for c in match.group()) <= 15 else None
 
 
-_PII = (("pii_email", _EMAIL, lambda match: "<EMAIL>"), ("pii_ip", _IPV6, _ipv6),
-        ("pii_ip", _IPV4, _ipv4), ("pii_phone", _PHONE, _phone))
+# (reason, a quick test every match passes, so most text skips the slow pattern, pattern, check)
+_PII = (("pii_email", re.compile("@"), _EMAIL, lambda match: "<EMAIL>"),
+        ("pii_ip", re.compile(":"), _IPV6, _ipv6),
+        ("pii_ip", re.compile(r"\d\.\d"), _IPV4, _ipv4),
+        ("pii_phone", re.compile(r"\d"), _PHONE, _phone))
 
 
 def scrub_pii(text, report=None):
     """Replace e-mail addresses, IP addresses (v6, v4) and phone numbers by placeholders."""
-    for reason, pattern, check in _PII:
+    for reason, quick, pattern, check in _PII:
+        if not quick.search(text):
+            continue
         def replace(match):
             placeholder = check(match)
             if placeholder is None:
@@ -302,8 +307,8 @@ def quality_problem(text, config):
         return "too_short", f"{n} chars < {config.min_chars}"
     if n > config.max_chars:
         return "too_long", f"{n} chars > {config.max_chars}"
-    visible = n - len(re.findall(r"\s", text))
-    letters = len(re.findall(r"[^\W\d_]", text)) / max(visible, 1)          # \w minus digits and _
+    visible = len(re.sub(r"\s+", "", text))
+    letters = (n - len(re.sub(r"[^\W\d_]+", "", text))) / max(visible, 1)   # letters: \w minus digits, _
     if letters < config.min_letter_share:
         return "few_letters", f"letter share {letters:.2f} < {config.min_letter_share}"
     seen, repeated = set(), 0
