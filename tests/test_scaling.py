@@ -213,3 +213,26 @@ def test_measured_bytes_of_a_real_gpt_match_the_formula_for_full_and_frozen_trai
     measured, n_trainable = one_step(frozen)
     assert n_trainable == 2 * 8
     assert measured == scaling.training_memory(n, n_trainable, weight_bytes=4, grad_bytes=4)
+
+
+@settings(max_examples=6)
+@given(rank=st.integers(1, 4),
+       targets=st.sampled_from([("c_attn",), ("c_proj",), ("c_attn", "mlp.c_fc"), ("attn.c_proj", "mlp.c_proj")]))
+def test_lora_count_and_measured_bytes_match_apply_lora(rank, targets):
+    import minillm.functional as F
+    from minillm.lora import apply_lora
+    from minillm.model import GPT, GPTConfig
+    from minillm.optim import AdamW
+
+    config = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)
+    model = apply_lora(GPT(config), rank=rank, targets=targets)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_trainable = sum(p.size for p in trainable)
+    assert n_trainable == scaling.lora_parameter_count(config, rank, targets)
+    optimizer = AdamW(trainable, lr=1e-3)
+    ids = numpy.random.default_rng(0).integers(0, 13, size=(2, 9))
+    F.cross_entropy(model(ids[:, :-1]), ids[:, 1:]).backward()
+    optimizer.step()
+    n_total = scaling.parameter_count(config) + n_trainable          # frozen base + adapters
+    measured = scaling.measured_training_bytes(model, optimizer)
+    assert measured == scaling.training_memory(n_total, n_trainable, weight_bytes=4, grad_bytes=4)
