@@ -47,14 +47,20 @@ def _as_logits(logits):
 
 
 def _check_values(logits):
-    """Raise on NaN, +inf, or a row whose logits are all -inf (nothing could be sampled)."""
-    if bool(xp.isnan(logits).any()):
+    """Raise on NaN, +inf, or a row whose logits are all -inf (nothing could be sampled).
+
+    The three tests are reduced on the device and read back together: one
+    device-to-host transfer per call, not three.
+    """
+    dead = (logits == -xp.inf).all(axis=-1)                            # (...,) rows with no finite logit
+    flags = xp.stack([xp.isnan(logits).any(), (logits == xp.inf).any(), dead.any()])
+    has_nan, has_pos_inf, has_dead = (bool(flag) for flag in backend.to_numpy(flags))
+    if has_nan:
         raise ValueError("logits contain NaN")
-    if bool((logits == xp.inf).any()):
+    if has_pos_inf:
         raise ValueError("logits contain +inf; mask tokens with -inf, give finite scores otherwise")
-    dead = (logits == -xp.inf).all(axis=-1)                          # (...,) rows with no finite logit
-    if bool(dead.any()):
-        row = tuple(int(i) for i in xp.argwhere(dead)[0]) if dead.ndim else ()
+    if has_dead:
+        row = tuple(int(i) for i in backend.to_numpy(xp.argwhere(dead))[0]) if dead.ndim else ()
         where = f"row {row[0] if len(row) == 1 else row} of the logits" if row else "the logits"
         raise ValueError(f"{where} has no finite value: all logits are -inf, nothing can be sampled")
 
