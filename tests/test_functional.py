@@ -323,7 +323,6 @@ def test_dropout_with_a_fixed_generator(x, p, seed):
     out = host(fn(Tensor(x)))
     kept = out != 0
     numpy.testing.assert_allclose(out[kept], x[kept] / (1 - p), rtol=1e-12)
-    assert F.dropout(Tensor(x), p, training=False) is not None
     numpy.testing.assert_array_equal(host(F.dropout(Tensor(x), p, training=False)), x)
 
 

@@ -7,7 +7,6 @@ three products is one large matrix multiplication:
     dL/dx = dL/dy W^T      dL/dW = x^T dL/dy      dL/db = sum over rows of dL/dy
 """
 from minillm.autograd import Function, _check_matmul_shapes, _shape_text
-from minillm.backend import xp
 
 
 class Linear(Function):
