@@ -34,7 +34,6 @@ from minillm import backend
 from minillm import functional as F
 from minillm.autograd import Tensor, no_grad
 from minillm.backend import xp
-from minillm.functional.softmax import stable_log_softmax
 
 LN2 = math.log(2.0)
 
@@ -92,12 +91,23 @@ def window_plan(n_ids, block_size, stride=None):
 
 
 def _log_probs_of_targets(model, inputs, targets):
-    """log p(targets | inputs) for a batch: inputs and targets int (B, L) -> float64 host (B, L)."""
+    """log p(targets | inputs) for a batch: inputs and targets int (B, L) -> float64 host (B, L).
+
+    log p(t) = u_t - logsumexp(u) with logsumexp(u) = m + log sum exp(u - m), m = max u:
+    one temporary of the logits' size, no full log-softmax array.
+    """
     logits = model(xp.asarray(inputs))                                     # (B, L, V) Tensor
-    logits = getattr(logits, "data", logits)
-    logp = stable_log_softmax(logits, axis=-1)                             # (B, L, V)
-    picked = xp.take_along_axis(logp, xp.asarray(targets)[..., None], axis=-1)[..., 0]  # (B, L)
-    return backend.to_numpy(picked).astype(numpy.float64)
+    u = getattr(logits, "data", logits)
+    m = u.max(axis=-1, keepdims=True)                                      # (B, L, 1)
+    lse = (m + xp.log(xp.exp(u - m).sum(axis=-1, keepdims=True)))[..., 0]  # (B, L)
+    picked = xp.take_along_axis(u, xp.asarray(targets)[..., None], axis=-1)[..., 0]  # (B, L) u_t
+    return backend.to_numpy(picked - lse).astype(numpy.float64)
+
+
+def _default_batch_size(block_size, vocab_size, budget=2 ** 25):
+    """Windows per forward pass so that the logits stay under ``budget`` numbers (128 MB in
+    float32): 8 for a char model, 1 for GPT-2 (1024 x 50257 logits per window)."""
+    return max(1, min(8, budget // max(1, block_size * vocab_size)))
 
 
 class _EvalMode:
@@ -122,12 +132,12 @@ class _EvalMode:
 
 # ---------------------------------------------------------------- perplexity
 
-def token_logprobs(model, ids, stride=None, batch_size=8):
+def token_logprobs(model, ids, stride=None, batch_size=None):
     """log p(ids[j] | its window's context) for j = 1 ... n-1: a float64 host array (n-1,).
 
     Each target is scored exactly once, by the windows of ``window_plan``.
     Full-length windows run ``batch_size`` at a time (memory: batch_size *
-    block_size * vocab_size logits).
+    block_size * vocab_size logits; the default keeps that under 2^25 numbers).
     """
     T = _block_size(model)
     ids = _host_ids(ids)
@@ -137,6 +147,8 @@ def token_logprobs(model, ids, stride=None, batch_size=8):
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab is not None:
         F.check_token_ids(ids, int(vocab))
+    if batch_size is None:
+        batch_size = _default_batch_size(T, int(vocab) if vocab is not None else 1)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     plan = window_plan(n, T, stride)
@@ -161,7 +173,7 @@ def token_logprobs(model, ids, stride=None, batch_size=8):
     return out
 
 
-def perplexity(model, ids, stride=None, batch_size=8):
+def perplexity(model, ids, stride=None, batch_size=None):
     """exp(mean negative log-likelihood of ids[1:]) under ``model``, sliding windows of block_size.
 
     ``stride`` (default block_size) is how far each window moves; every target
@@ -171,7 +183,7 @@ def perplexity(model, ids, stride=None, batch_size=8):
     return float(math.exp(-logp.mean()))
 
 
-def evaluate_lm(model, ids, stride=None, n_chars=None, batch_size=8):
+def evaluate_lm(model, ids, stride=None, n_chars=None, batch_size=None):
     """Perplexity and its relatives on one text, as a dict.
 
     nats            mean negative log-likelihood per target token (the cross-entropy loss)

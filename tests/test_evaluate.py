@@ -162,6 +162,14 @@ def test_perplexity_errors_say_what_is_wrong():
         evaluate_lm(model, [1, 2, 3], n_chars=0)
     with pytest.raises(TypeError, match="block_size"):
         perplexity(object(), [1, 2, 3])
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        perplexity(model, [1, 2, 3], batch_size=0)
+
+
+def test_default_batch_size_bounds_the_logits():
+    from minillm.evaluate import _default_batch_size
+    assert _default_batch_size(64, 76) == 8              # a char model: 8 windows at once
+    assert _default_batch_size(1024, 50257) == 1         # GPT-2: one window (51M logits) at a time
 
 
 # ---------------------------------------------------------------- sequence log-probability
