@@ -79,10 +79,12 @@ class Report:
     """What went in, what came out, and for each reason what was removed.
 
     ``removed[reason] = [count, bytes]``: for a dropped document, count is
-    documents and bytes its size when dropped; for an edit (a line, a PII
-    match) count is occurrences and bytes how much smaller the text became
-    (a short e-mail replaced by ``<EMAIL>`` can make it grow: negative).
-    So ``bytes_in == bytes_out + sum of bytes`` and
+    documents and bytes its whole input size; for an edit of a kept document
+    (a line, a PII match) count is occurrences and bytes how much smaller the
+    text became (a short e-mail replaced by ``<EMAIL>`` can make it grow:
+    negative). Edits of a document that is then dropped are not counted: its
+    bytes all go to the reason it was dropped. So
+    ``bytes_in == bytes_out + sum of bytes`` and
     ``docs_in == docs_out + sum of the document counts``.
     """
     docs_in: int = 0
@@ -101,8 +103,15 @@ class Report:
         if drops_doc:
             self.doc_reasons.add(reason)
         shown = self.examples.setdefault(reason, [])
-        if example is not None and len(shown) < self.max_examples:
+        if example is not None and example not in shown and len(shown) < self.max_examples:
             shown.append(example)
+
+    def merge(self, edits, name):
+        """Add the edit tallies of one kept document, examples prefixed with its name."""
+        for reason, (count, nbytes) in edits.removed.items():
+            self.add(reason, count, nbytes)
+            for example in edits.examples.get(reason, []):
+                self.add(reason, 0, 0, f"{name}: {example}")
 
     def table(self):
         """The report as a fixed-width text table."""
@@ -177,7 +186,7 @@ def scrub_pii(text, report=None):
             if placeholder is None:
                 return match.group()
             if report is not None:
-                report.add(reason, 1, _size(match.group()) - _size(placeholder), "<redacted>")
+                report.add(reason, 1, _size(match.group()) - _size(placeholder), placeholder)
             return placeholder
         text = pattern.sub(replace, text)
     return text
@@ -341,12 +350,12 @@ class Cleaner:
         self.report.add(reason, 1, _size(text), f"{name}: {detail}", drops_doc=True)
         return None
 
-    def edit(self, text):
-        """Steps 1-4, which change a document without deciding on it."""
-        rep, c = self.report, self.config
+    def edit(self, text, rep):
+        """Steps 1-3, which change a document without looking at the others; tallies into ``rep``."""
+        c = self.config
         new = normalise(text)
         if new != text:
-            rep.add("normalise", 1, _size(text) - _size(new))
+            rep.add("normalise", 1, _size(text) - _size(new), "spacing")
         if c.scrub_pii:
             new = scrub_pii(new, rep)
         if self.boilerplate:
@@ -359,26 +368,27 @@ class Cleaner:
         c, rep = self.config, self.report
         rep.docs_in += 1
         rep.bytes_in += _size(text)
-        before = self.edit(text)
+        edits = Report(max_examples=c.examples_per_reason)    # counted only if the document is kept
+        before = self.edit(text, edits)
         after = before
         if c.dedup_lines:
             after = drop_lines(before, lambda line: len(line.strip()) >= c.line_dedup_min_chars
-                               and _line_key(line) in self.seen_lines, "duplicate_line", rep)
+                               and _line_key(line) in self.seen_lines, "duplicate_line", edits)
         # Dedup looks at both forms: `before` catches a copy whose lines were
         # just removed as duplicates; `after` is what a second pass will see.
         forms = (before,) if after == before else (before, after)
         doc_keys = [hashlib.blake2b(" ".join(t.casefold().split()).encode(), digest_size=16).digest()
                     for t in forms]
         if c.dedup_exact and any(k in self.seen_docs for k in doc_keys):
-            return self._drop(name, after, "exact_duplicate", _snippet(before, 30))
+            return self._drop(name, text, "exact_duplicate", _snippet(before, 30))
         signatures = [self.lsh.signature(t) for t in forms] if self.lsh else []
         for sig in signatures:
             hit = self.lsh.query(sig) if sig is not None else None
             if hit is not None:
-                return self._drop(name, after, "near_duplicate", f"~ {hit[0]} (J≈{hit[1]:.2f})")
+                return self._drop(name, text, "near_duplicate", f"~ {hit[0]} (J≈{hit[1]:.2f})")
         problem = quality_problem(after, c)
         if problem is not None:
-            return self._drop(name, after, *problem)
+            return self._drop(name, text, *problem)
         # Kept: remember it, so later copies of it are caught.
         self.seen_docs.update(doc_keys)
         for sig in signatures:
@@ -387,6 +397,7 @@ class Cleaner:
         if c.dedup_lines:
             self.seen_lines.update(_line_key(line) for line in after.split("\n")
                                    if len(line.strip()) >= c.line_dedup_min_chars)
+        rep.merge(edits, name)
         rep.docs_out += 1
         rep.bytes_out += _size(after)
         return after
