@@ -117,12 +117,12 @@ class Report:
         """The report as a fixed-width text table."""
         rows = [f"documents in {self.docs_in:>8}   bytes in {self.bytes_in:>12,}",
                 f"documents out {self.docs_out:>7}   bytes out {self.bytes_out:>11,}",
-                "", f"{'reason':<22}{'level':<6}{'count':>8}{'bytes':>13}  example",
+                f"{'reason':<22}{'level':<6}{'count':>8}{'bytes':>13}  example",
                 "-" * 78]
         for reason, (count, nbytes) in self.removed.items():
             level = "doc" if reason in self.doc_reasons else "edit"
-            example = self.examples.get(reason, [""])[0] if self.examples.get(reason) else ""
-            rows.append(f"{reason:<22}{level:<6}{count:>8}{nbytes:>13,}  {example}"[:150])
+            example = (self.examples.get(reason) or [""])[0]
+            rows.append(f"{reason:<22}{level:<6}{count:>8}{nbytes:>13,}  {example}"[:150].rstrip())
         return "\n".join(rows)
 
 
