@@ -191,8 +191,16 @@ def load(path):
 # ------------------------------------------------------------------ restoring
 
 def rng_state(generator):
-    """The state of a numpy ``Generator`` as a JSON-ready dict (its bit generator's state)."""
-    return generator.bit_generator.state
+    """The state of a numpy ``Generator`` as a JSON-ready dict (its bit generator's state).
+
+    CuPy's generators keep their state on the device (``bit_generator.state`` is
+    a method there, not a dict): they raise TypeError, and callers store None.
+    """
+    state = generator.bit_generator.state
+    if not isinstance(state, dict):
+        raise TypeError(f"cannot save the state of a {type(generator).__module__} generator "
+                        "(only NumPy generators expose theirs)")
+    return state
 
 
 def restore_rng(state):
