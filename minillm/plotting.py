@@ -48,7 +48,7 @@ def plot_loss_curve(history, path, title="training loss"):
         best = int(numpy.nanargmin(evals[:, 2])) if numpy.isfinite(evals[:, 2]).any() else None
         if best is not None:
             axes.annotate(f"{evals[best, 2]:.3f}", (evals[best, 0], evals[best, 2]),
-                          textcoords="offset points", xytext=(0, -12), ha="center", fontsize=8, color="tab:red")
+                          textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8, color="tab:red")
     axes.set_xlabel("iteration")
     axes.set_ylabel("cross-entropy (nats per token)")
     axes.set_title(title)
