@@ -76,14 +76,10 @@ def scatter_add(target, indices, values):
     """In place: ``target[indices] += values``, adding repeated indices up.
 
     Plain ``target[indices] += values`` keeps only one contribution per
-    repeated index; the embedding gradient needs them all. NumPy spells this
-    ``numpy.add.at`` and CuPy ``cupyx.scatter_add``.
+    repeated index; the embedding gradient needs them all. Both libraries
+    spell this ``add.at`` (CuPy >= 13; ``cupyx.scatter_add`` is deprecated).
     """
-    if name == "cupy":
-        import cupyx
-        cupyx.scatter_add(target, indices, values)
-    else:
-        numpy.add.at(target, indices, values)
+    xp.add.at(target, indices, values)
     return target
 
 

@@ -47,16 +47,15 @@ class CrossEntropy(Function):
         xp.exp(e, out=e)                                            # (N, V) e = exp(u - m)
         total = e.sum(axis=1)                                       # (N,)  z = sum_v e_v
         losses = xp.log(total) - picked                             # (N,)  logsumexp(u) - u_t
-        self.count = int(keep.sum())
+        # N, kept on the device (no host sync); at least 1, so an all-ignored batch gives 0 / 1
+        self.count = xp.maximum(keep.sum(), 1).astype(e.dtype)
         # kept for backward: e and z (softmax = e / z), and which rows/targets count
         self.e, self.total, self.rows, self.targets, self.keep = e, total, rows, safe_t, keep
         self.shape = logits.shape
-        return (losses * keep).sum() / max(self.count, 1)
+        return (losses * keep).sum() / self.count
 
     def backward(self, grad):
-        if self.count == 0:
-            return xp.zeros(self.shape, dtype=self.e.dtype)
-        s = (self.keep * (grad / self.count)).astype(self.e.dtype)  # (N,)  dL/dloss_row
+        s = (self.keep * (grad / self.count)).astype(self.e.dtype)  # (N,)  dL/dloss_row, 0 if ignored
         d = self.e                                                  # (N, V) reused in place
         d *= (s / self.total)[:, None]                              # softmax * s
         d[self.rows, self.targets] -= s                             # (softmax - onehot) * s
