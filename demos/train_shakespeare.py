@@ -29,7 +29,7 @@ from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
 
-DEFAULT_ITERS = 1500
+DEFAULT_ITERS = 2000
 
 
 def parse_args(argv=None):
@@ -52,8 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    p.add_argument("--min-lr", type=float, default=2e-4, help="learning rate at the end of the cosine decay")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--min-lr", type=float, default=1e-4, help="learning rate at the end of the cosine decay")
     p.add_argument("--warmup-iters", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0: off)")
