@@ -14,14 +14,14 @@ This module is such a pipeline, one step per section:
 Steps 1-4 edit a document, 5-6 keep or drop it, and every step is counted in a
 :class:`Report`. The pipeline streams: it pulls one document, decides, yields
 it, and pulls the next. What grows with the corpus is only the memory of what
-was kept: 16 bytes per kept document (exact hashes), ``num_perm`` 64-bit
-minhashes plus ``bands`` bucket entries per kept document (near duplicates),
-and one 8-byte hash per distinct kept line of at least ``line_dedup_min_chars``
-characters (duplicate lines).
+was kept: per kept document a 16-byte hash (exact dedup) and ``num_perm``
+64-bit minhashes plus ``bands`` bucket entries (near dedup), each twice when
+line dedup changed the document; and one 8-byte hash per distinct kept line
+of at least ``line_dedup_min_chars`` characters (line dedup).
 
 Idempotence: the memory holds only kept documents, as they were written out,
 so cleaning the cleaned corpus again meets the same memory at every document
-and changes nothing.
+and changes nothing (see ``Cleaner.clean`` for the one subtlety).
 """
 import hashlib
 import ipaddress
@@ -29,6 +29,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -48,10 +49,10 @@ class CleanConfig:
     dedup_lines: bool = True
     line_dedup_min_chars: int = 40      # shorter lines ("Exit.", "ACT I.") are never line-deduped
     dedup_exact: bool = True
-    near_dup_threshold: float = 0.8     # Jaccard; None switches near-dedup off
+    near_dup_threshold: Optional[float] = 0.8   # Jaccard; None switches near-dedup off
     shingle_size: int = 5               # words per shingle
     num_perm: int = 128                 # minhash functions
-    bands: int = None                   # LSH bands; None: chosen from the threshold
+    bands: Optional[int] = None         # LSH bands; None: chosen from the threshold
     seed: int = 0                       # seeds the minhash functions
     min_chars: int = 200
     max_chars: int = 5_000_000
@@ -169,7 +170,8 @@ def _phone(match):
     return "<PHONE>" if 7 <= sum(c.isdigit() for c in match.group()) <= 15 else None
 
 
-# (reason, a quick test every match passes, so most text skips the slow pattern, pattern, check)
+# (report reason, a quick test that every match passes so that most text can
+#  skip the slower pattern, the pattern, the check)
 _PII = (("pii_email", re.compile("@"), _EMAIL, lambda match: "<EMAIL>"),
         ("pii_ip", re.compile(":"), _IPV6, _ipv6),
         ("pii_ip", re.compile(r"\d\.\d"), _IPV4, _ipv4),
@@ -359,8 +361,7 @@ class Cleaner:
         if c.scrub_pii:
             new = scrub_pii(new, rep)
         if self.boilerplate:
-            new = drop_lines(new, self.boilerplate.search,
-                             "boilerplate_line", rep)
+            new = drop_lines(new, self.boilerplate.search, "boilerplate_line", rep)
         return new
 
     def clean(self, name, text):
@@ -375,7 +376,8 @@ class Cleaner:
             after = drop_lines(before, lambda line: len(line.strip()) >= c.line_dedup_min_chars
                                and _line_key(line) in self.seen_lines, "duplicate_line", edits)
         # Dedup looks at both forms: `before` catches a copy whose lines were
-        # just removed as duplicates; `after` is what a second pass will see.
+        # just removed as duplicates; `after` is what a second pass will see,
+        # so checking it now makes the second pass agree with this one.
         forms = (before,) if after == before else (before, after)
         doc_keys = [hashlib.blake2b(" ".join(t.casefold().split()).encode(), digest_size=16).digest()
                     for t in forms]
@@ -420,12 +422,15 @@ def clean_documents(docs, config=None):
 
 
 def read_folder(in_dir, pattern="*.txt"):
-    """Yield (relative name, text) for each matching file under ``in_dir``, in sorted order."""
+    """Yield (relative name, text) for each matching file under ``in_dir``, in sorted order.
+
+    Files are read one at a time as UTF-8 (undecodable bytes become U+FFFD).
+    """
     root = Path(in_dir)
     if not root.is_dir():
         raise ValueError(f"input folder {str(in_dir)!r} does not exist or is not a folder")
     for path in sorted(root.rglob(pattern)):
-        yield str(path.relative_to(root)), path.read_text(encoding="utf-8", errors="replace")
+        yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8", errors="replace")
 
 
 def clean_folder(in_dir, out_dir, config=None, pattern="*.txt"):

@@ -184,6 +184,22 @@ def test_no_generated_pii_survives_scrubbing(pieces, tail):
     assert scrub_pii(scrubbed) == scrubbed
 
 
+@given(st.text(alphabet="0123456789.:@-+() abcdefx\n[]", max_size=60))
+@settings(max_examples=300)
+def test_scrubbing_is_idempotent_on_pii_dense_text(text):
+    once = scrub_pii(text)
+    assert scrub_pii(once) == once
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=200)
+def test_any_single_text_cleans_idempotently_with_filters_relaxed(text):
+    config = CleanConfig(min_chars=1, min_letter_share=0.0, max_repeated_line_share=1.0)
+    once = Cleaner(config).clean("a", text)
+    if once is not None:
+        assert Cleaner(config).clean("a", once) == once
+
+
 def test_pii_placeholders_and_look_alikes():
     text = ("Mail jane.doe+x@example.co.uk or call (555) 123-4567, +44 20 7946 0958; "
             "hosts 192.168.0.1 and 2001:db8::8a2e:370:7334. In 1599, at 12:30, "
