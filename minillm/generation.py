@@ -36,7 +36,7 @@ stops early, the stop token included. Rows keep drawing their uniform numbers
 while padded, so each row's tokens before its stop do not depend on the others.
 
 This module never imports ``minillm.model``: it receives the model object and
-uses ``model(idx, cache=...)``, ``model.config.block_size``, ``.vocab_size``,
+uses ``model(idx, cache=..., last_only=True)``, ``model.config.block_size``, ``.vocab_size``,
 ``.n_layer`` and ``model.training`` / ``model.train(mode)``.
 """
 import numbers
@@ -111,11 +111,11 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
     for _ in range(max_new_tokens):
         if use_cache and refill:
             cache.reset()
-            logits = model(tokens[:, start:], cache=cache).data[:, -1, :]       # (B, V) prefill
+            logits = model(tokens[:, start:], cache=cache, last_only=True).data[:, -1, :]       # (B, V) prefill
         elif use_cache:
-            logits = model(tokens[:, -1:], cache=cache).data[:, -1, :]          # (B, V) one new token
+            logits = model(tokens[:, -1:], cache=cache, last_only=True).data[:, -1, :]          # (B, V) one new token
         else:
-            logits = model(tokens[:, start:]).data[:, -1, :]                     # (B, V) whole window
+            logits = model(tokens[:, start:], last_only=True).data[:, -1, :]                     # (B, V) whole window
         token = sampling.sample(logits, rng, temperature, top_k, top_p)          # (B,)
         yield logits, token
         tokens = xp.concatenate([tokens, token[:, None].astype(tokens.dtype)], axis=1)  # (B, T + 1)

@@ -202,11 +202,14 @@ class GPT(Module):
         F.check_token_ids(idx, self.config.vocab_size)
         return idx
 
-    def forward(self, idx, targets=None, cache=None):
+    def forward(self, idx, targets=None, cache=None, last_only=False):
         """Logits (B, T, V) for the token ids ``idx`` (B, T); with ``targets``, (logits, loss).
 
         With a ``cache`` (a ``KVCache``), ``idx`` holds only the new tokens: they
         sit at positions ``cache.position ...`` and attend to every cached one.
+        ``last_only=True`` (for generation) returns only the last position's
+        logits (B, 1, V): the output layer is the largest matrix product for a
+        big vocabulary, and decoding needs just that row.
         """
         start = 0
         if cache is not None:
@@ -219,6 +222,10 @@ class GPT(Module):
         x = self.drop(self.wte(idx) + self.wpe(positions))              # (B, T, C)
         for block in self.h:
             x = block(x, cache)                                          # (B, T, C)
+        if last_only:
+            if targets is not None:
+                raise ValueError("last_only=True gives one position's logits; it cannot score targets")
+            x = x[:, -1:, :]                                             # (B, 1, C)
         x = self.ln_f(x)                                                 # (B, T, C)
         logits = F.linear(x, self.wte.weight.T)                          # (B, T, V) lm_head = wte^T
         if cache is not None:

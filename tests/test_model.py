@@ -334,3 +334,15 @@ def test_tiny_gpt_overfits_a_short_text():
 
 
 STEPS = 150
+
+
+def test_last_only_logits_equal_the_last_row_of_the_full_forward():
+    import numpy
+    from minillm import no_grad
+    from minillm.model import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, dtype="float64"), seed=4)
+    idx = numpy.random.default_rng(0).integers(0, 11, size=(3, 8))
+    with no_grad():
+        full, last = model(idx).numpy(), model(idx, last_only=True).numpy()
+    assert last.shape == (3, 1, 11)
+    numpy.testing.assert_allclose(last[:, 0], full[:, -1], rtol=0, atol=1e-12)
