@@ -10,7 +10,8 @@ turns tasks into that question by writing a prompt:
   the answer does not move when the sentence changes, the model is not
   reading the sentence, it just prefers one label (a *calibration* check).
 * **Question answering by iterated generation.** "Q: ...\\nA:" and let the
-  model continue, one token at a time, until a newline (greedy decoding).
+  model continue, one token at a time, until a newline (greedy decoding by
+  default; ``--temperature 0.8 --top-k 20`` samples instead).
 * **Summarisation with "TL;DR:".** A passage, then "\\nTL;DR:", then generate.
 
     python demos/conditional_generation.py --ckpt out/shakespeare/ckpt.npz
@@ -76,14 +77,16 @@ def load(args):
     return GPT(config, seed=args.seed), tokenizer, "an UNTRAINED char model (random weights)"
 
 
-def generate_text(model, tokenizer, prompt, max_new_tokens, stop_at_newline, seed):
-    """Greedy continuation of ``prompt`` (only the new text), stopping at a newline if asked."""
+def generate_text(model, tokenizer, prompt, max_new_tokens, stop_at_newline, args):
+    """The continuation of ``prompt`` (only the new text), stopping at a newline if asked.
+    Greedy by default (--temperature 0); sampled with --temperature > 0 (and --top-k)."""
     ids = numpy.array([tokenizer.encode(prompt)], dtype=numpy.int64)         # (1, T)
     stop = None
     if stop_at_newline:
         newline = tokenizer.encode("\n")
         stop = newline[0] if len(newline) == 1 else None
-    out = model.generate(ids, max_new_tokens, temperature=0.0, seed=seed, stop=stop)
+    out = model.generate(ids, max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                         seed=args.seed, stop=stop)
     new = [int(t) for t in numpy.asarray(out)[0, ids.shape[1]:]]
     return tokenizer.decode(new).split("\n")[0] if stop_at_newline else tokenizer.decode(new)
 
@@ -107,21 +110,22 @@ def sentiment(model, tokenizer, labels):
           "the sentence.")
 
 
-def question_answering(model, tokenizer, max_new_tokens, seed):
-    print("\n== Question answering by iterated generation (greedy, until a newline) ==")
+def question_answering(model, tokenizer, max_new_tokens, args):
+    how = "greedy" if args.temperature == 0 else f"temperature {args.temperature}"
+    print(f"\n== Question answering by iterated generation ({how}, until a newline) ==")
     for question in QUESTIONS:
         try:
-            answer = generate_text(model, tokenizer, f"Q: {question}\nA:", max_new_tokens, True, seed)
+            answer = generate_text(model, tokenizer, f"Q: {question}\nA:", max_new_tokens, True, args)
         except ValueError as error:
             print(f"  skipped {question!r}: {error}")
             continue
         print(f"  Q: {question}\n  A:{answer!r}")
 
 
-def summarise(model, tokenizer, max_new_tokens, seed):
+def summarise(model, tokenizer, max_new_tokens, args):
     print('\n== Summarisation with "TL;DR:" ==')
     try:
-        summary = generate_text(model, tokenizer, PASSAGE + "\nTL;DR:", max_new_tokens, False, seed)
+        summary = generate_text(model, tokenizer, PASSAGE + "\nTL;DR:", max_new_tokens, False, args)
     except ValueError as error:
         print(f"  skipped: {error}")
         return
@@ -139,6 +143,9 @@ def main(argv=None):
                         help="tokens to generate per answer (default: 60 for char models, 20 for BPE)")
     parser.add_argument("--labels", default=" positive, negative",
                         help="comma-separated labels, each with its leading space (default ' positive, negative')")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0 (default) is greedy decoding; greedy small models tend to repeat a phrase")
+    parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     model, tokenizer, what = load(args)
@@ -149,8 +156,8 @@ def main(argv=None):
     print(f"model: {what}; {model.num_parameters():,} parameters, block_size {model.config.block_size}, "
           f"{'character' if char_level else 'BPE'} tokens")
     sentiment(model, tokenizer, labels)
-    question_answering(model, tokenizer, max_new, args.seed)
-    summarise(model, tokenizer, 2 * max_new, args.seed)
+    question_answering(model, tokenizer, max_new, args)
+    summarise(model, tokenizer, 2 * max_new, args)
     if char_level:
         print("\nA small character model has seen no reviews, questions or TL;DRs: expect its label "
               "preference to be a spelling habit, and its answers to continue Shakespeare.")
