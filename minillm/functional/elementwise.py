@@ -75,15 +75,31 @@ class GELU(Function):
     """
 
     def forward(self, x):
-        x3 = x * x * x
         self.x = x
-        self.t = xp.tanh(GELU_C * (x + 0.044715 * x3))  # reused by the derivative
-        return 0.5 * x * (1 + self.t)
+        t = x * x                                 # x^2           (in place from here: one new array)
+        t *= 0.044715 * GELU_C
+        t += GELU_C                               # c (1 + 0.044715 x^2)
+        t *= x                                    # u = c (x + 0.044715 x^3)
+        self.t = xp.tanh(t, out=t)                # t = tanh u, reused by the derivative
+        y = t + 1.0
+        y *= x
+        y *= 0.5                                  # 0.5 x (1 + t)
+        return y
 
     def backward(self, grad):
         x, t = self.x, self.t
-        du_dx = GELU_C * (1 + 3 * 0.044715 * x * x)
-        return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du_dx)
+        d = x * x                                 # x^2
+        d *= 3 * 0.044715 * GELU_C
+        d += GELU_C                               # du/dx = c (1 + 3 * 0.044715 x^2)
+        d *= x
+        one_minus_t2 = t * t
+        xp.subtract(1.0, one_minus_t2, out=one_minus_t2)
+        d *= one_minus_t2                         # x (1 - t^2) du/dx
+        d += t
+        d += 1.0                                  # (1 + t) + x (1 - t^2) du/dx
+        d *= 0.5
+        d *= grad                                 # dL/dx = dL/dy * dy/dx
+        return d
 
 
 class Where(Function):
