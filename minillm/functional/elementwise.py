@@ -76,7 +76,7 @@ class GELU(Function):
 
     def forward(self, x):
         self.x = x
-        t = x * x                                 # x^2           (in place from here: one new array)
+        t = xp.multiply(x, x, out=xp.empty_like(x))  # x^2  (then in place: one new array; out= keeps 0-d an array)
         t *= 0.044715 * GELU_C
         t += GELU_C                               # c (1 + 0.044715 x^2)
         t *= x                                    # u = c (x + 0.044715 x^3)
@@ -92,7 +92,7 @@ class GELU(Function):
         d *= 3 * 0.044715 * GELU_C
         d += GELU_C                               # du/dx = c (1 + 3 * 0.044715 x^2)
         d *= x
-        one_minus_t2 = t * t
+        one_minus_t2 = xp.multiply(t, t, out=xp.empty_like(t))
         xp.subtract(1.0, one_minus_t2, out=one_minus_t2)
         d *= one_minus_t2                         # x (1 - t^2) du/dx
         d += t
