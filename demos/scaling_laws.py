@@ -45,7 +45,7 @@ from minillm.model import GPT, GPTConfig
 from minillm.progress import Progress, format_duration
 from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer
-from minillm.train import Trainer, TrainConfig
+from minillm.train import Trainer, TrainConfig, TrainingDiverged
 
 PRESETS = {
     # the default: about 15 minutes on a 2-core CPU
@@ -131,7 +131,12 @@ def train_and_evaluate(args, n_embd, train_ids, val_ids, vocab_size, iters, labe
     val_losses, start = [], time.perf_counter()
     for step in range(1, iters + 1):
         begin = time.perf_counter()
-        loss, lr = trainer.train_step()
+        try:
+            loss, lr = trainer.train_step()
+        except TrainingDiverged as error:          # one bad run should not sink the sweep
+            progress.close()
+            print(f"{label}: {error}\n  This point is left out of the fit.")
+            return None
         backend.synchronize()
         progress.update(step, loss, lr, time.perf_counter() - begin)
         if step == iters or (eval_every and step % eval_every == 0):
@@ -152,6 +157,20 @@ def print_table(title, rows, x_key, loss_key):
     for r in rows:
         print(f"{r[x_key]:>22,} | {r['params']:>9,} | {r['tokens_seen']:>11,} | {r['flops']:>9.2e} | "
               f"{r[loss_key]:>8.4f} | {format_duration(r['seconds']):>6}")
+
+
+def fit_and_report(name, xlabel, rows, x_key, loss_key, fits):
+    """Fit L = (x_c / x)^alpha to the rows, print it, add it to ``fits``; None with < 3 rows."""
+    if len(rows) < 3:
+        print(f"L({name}): only {len(rows)} runs finished, too few for a fit with an uncertainty")
+        return None
+    x, loss = [r[x_key] for r in rows], [r[loss_key] for r in rows]
+    fit = scaling.fit_power_law(x, loss)
+    print(f"L({name}) = ({name}_c / {name})^alpha_{name}: alpha_{name} = {fit.alpha:.4f} ± {fit.alpha_stderr:.4f}, "
+          f"{name}_c = {fit.x_c:.3g} (log {name}_c = {fit.log_x_c:.2f} ± {fit.log_x_c_stderr:.2f}), "
+          f"R² = {fit.r_squared:.3f}")
+    fits.append((xlabel, x, loss, fit))
+    return fit
 
 
 def plot(path, fits):
@@ -193,43 +212,35 @@ def main(argv=None):
 
     fits, results = [], {"args": vars(args)}
     if args.sweep in ("both", "N"):
-        model_rows = [train_and_evaluate(args, width, train_ids, val_ids, tokenizer.vocab_size, args.iters,
-                                         f"L(N) model {i + 1}/{len(args.sizes)}")
-                      for i, width in enumerate(args.sizes)]
-        print_table("L(N): fixed data and iterations, growing width", model_rows, "non_embedding_params",
-                    "final_val")
-        fit_n = scaling.fit_power_law([r["non_embedding_params"] for r in model_rows],
-                                      [r["final_val"] for r in model_rows])
-        print(f"L(N) = (N_c / N)^alpha_N: alpha_N = {fit_n.alpha:.4f} ± {fit_n.alpha_stderr:.4f}, "
-              f"N_c = {fit_n.x_c:.3g} (log N_c = {fit_n.log_x_c:.2f} ± {fit_n.log_x_c_stderr:.2f}), "
-              f"R² = {fit_n.r_squared:.3f}")
-        fits.append(("non-embedding parameters N", [r["non_embedding_params"] for r in model_rows],
-                     [r["final_val"] for r in model_rows], fit_n))
-        results.update(model_sweep=model_rows, fit_N=fit_n.__dict__)
+        rows = [train_and_evaluate(args, width, train_ids, val_ids, tokenizer.vocab_size, args.iters,
+                                   f"L(N) model {i + 1}/{len(args.sizes)}")
+                for i, width in enumerate(args.sizes)]
+        rows = [row for row in rows if row is not None]
+        print_table("L(N): fixed data and iterations, growing width", rows, "non_embedding_params", "final_val")
+        fit = fit_and_report("N", "non-embedding parameters N", rows, "non_embedding_params", "final_val", fits)
+        results.update(model_sweep=rows, fit_N=fit and fit.__dict__)
 
     if args.sweep in ("both", "D"):
         sizes = [d for d in args.data_sizes if d <= len(train_ids)]
-        data_rows = [train_and_evaluate(args, args.data_n_embd, spread_sample(train_ids, d), val_ids, tokenizer.vocab_size,
-                                        args.data_iters, f"L(D) run {i + 1}/{len(sizes)}", args.eval_every)
-                     for i, d in enumerate(sizes)]
+        rows = [train_and_evaluate(args, args.data_n_embd, spread_sample(train_ids, d), val_ids,
+                                   tokenizer.vocab_size, args.data_iters, f"L(D) run {i + 1}/{len(sizes)}",
+                                   args.eval_every)
+                for i, d in enumerate(sizes)]
+        rows = [row for row in rows if row is not None]
         print_table(f"L(D): n_embd {args.data_n_embd}, growing training text, early stopping",
-                    data_rows, "train_chars", "best_val")
-        fit_d = scaling.fit_power_law([r["train_chars"] for r in data_rows], [r["best_val"] for r in data_rows])
-        print(f"L(D) = (D_c / D)^alpha_D: alpha_D = {fit_d.alpha:.4f} ± {fit_d.alpha_stderr:.4f}, "
-              f"D_c = {fit_d.x_c:.3g} (log D_c = {fit_d.log_x_c:.2f} ± {fit_d.log_x_c_stderr:.2f}), "
-              f"R² = {fit_d.r_squared:.3f}")
-        fits.append(("training characters D", [r["train_chars"] for r in data_rows],
-                     [r["best_val"] for r in data_rows], fit_d))
-        results.update(data_sweep=data_rows, fit_D=fit_d.__dict__)
+                    rows, "train_chars", "best_val")
+        fit = fit_and_report("D", "training characters D", rows, "train_chars", "best_val", fits)
+        results.update(data_sweep=rows, fit_D=fit and fit.__dict__)
 
-    plot(args.out, fits)
+    if fits:
+        plot(args.out, fits)
     results["seconds"] = time.perf_counter() - wall
     with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump(results, f, indent=1)
     if args.quick or args.preset == "quick":
         print("\n--quick: far too little training for these exponents to mean anything; "
               "it only proves that the pipeline runs. Run without --quick for the real sweep.")
-    print(f"\nwrote {args.out} and {os.path.splitext(args.out)[0]}.json "
+    print(f"\nwrote {args.out if fits else 'no figure'} and {os.path.splitext(args.out)[0]}.json "
           f"in {format_duration(results['seconds'])}")
     return results
 
