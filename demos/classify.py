@@ -20,9 +20,13 @@ Three classifiers, the same test passages:
   the eight names with ``minillm.evaluate.classify`` (per-token mean, since
   the names differ in length): the course's P(label | prompt) idea. For
   genres, a genre's probability is the sum over its plays.
-* **head, frozen body**: ``GPTClassifier``: the last hidden state (after
-  ln_f, at the passage's last character) -> Linear(C, K), only the head trains.
-* **head + body**: the same, every weight trained (a smaller learning rate for the body).
+* **head (last token), frozen body**: ``GPTClassifier``: the last hidden state
+  (after ln_f, at the passage's last character) -> Linear(C, K); only the head trains.
+* **head (mean), frozen body**: the same head on the mean of the passage's hidden states.
+* **head (last token) + body**: every weight trained (a smaller learning rate for the body).
+
+For ``--task genre`` the passages are balanced: as many comedy as tragedy
+passages (each comedy gives three times as many as each tragedy).
 
 Prints accuracies (and chance) and writes ``--out/classify.png`` (confusion matrices).
 """
@@ -61,13 +65,13 @@ def parse_args(argv=None):
     p.add_argument("--task", choices=("play", "genre"), default="play")
     p.add_argument("--out", default=os.path.join("out", "classify"))
     p.add_argument("--pretrain-iters", type=int, default=400, help="pretraining steps when there is no --ckpt")
-    p.add_argument("--iters", type=int, default=150, help="classifier training steps (each variant)")
+    p.add_argument("--iters", type=int, default=200, help="classifier training steps (each variant)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-2, help="learning rate of the head")
     p.add_argument("--body-lr", type=float, default=1e-3, help="learning rate of the body (head + body)")
     p.add_argument("--passage-len", type=int, default=64, help="characters per passage")
-    p.add_argument("--n-train", type=int, default=400, help="training passages per play")
-    p.add_argument("--n-test", type=int, default=25, help="test passages per play")
+    p.add_argument("--n-train", type=int, default=400, help="training passages per play (per play on average with --task genre)")
+    p.add_argument("--n-test", type=int, default=25, help="test passages per play (per play on average with --task genre)")
     p.add_argument("--block-size", type=int, default=64)
     p.add_argument("--n-layer", type=int, default=2)
     p.add_argument("--n-head", type=int, default=4)
@@ -116,11 +120,13 @@ def main(argv=None):
         classes = ["comedy", "tragedy"]
         label_of = {t: 0 if t in COMEDIES else 1 for t in titles}
     train_x, train_y, test_x, test_y, test_play = [], [], [], [], []
+    members = numpy.bincount([label_of[t] for t in titles])            # plays per class
     for title, text in plays:
-        for s in passages(text[:cut[title]], args.n_train, args.passage_len, rng):
+        share = len(titles) / (len(classes) * members[label_of[title]])   # balanced classes
+        for s in passages(text[:cut[title]], round(args.n_train * share), args.passage_len, rng):
             train_x.append(tok.encode(s))
             train_y.append(label_of[title])
-        for s in passages(text[cut[title]:], args.n_test, args.passage_len, rng):
+        for s in passages(text[cut[title]:], round(args.n_test * share), args.passage_len, rng):
             test_x.append(s)
             test_y.append(label_of[title])
             test_play.append(title)
@@ -146,10 +152,12 @@ def main(argv=None):
     results.append(("zero-shot (who speaks next?)", 0, (predicted == test_y).mean(), time.perf_counter() - start))
     confusions["zero-shot"] = predicted
 
-    for name, freeze in (("head, frozen body", True), ("head + body", False)):
+    variants = (("head (last token), frozen body", True, "last"), ("head (mean), frozen body", True, "mean"),
+                ("head (last token) + body", False, "last"))
+    for name, freeze, pooling in variants:
         body = GPT(base.config)
         body.load_state_dict(base_state)
-        clf = GPTClassifier(body, len(classes), freeze_body=freeze, seed=args.seed)
+        clf = GPTClassifier(body, len(classes), freeze_body=freeze, seed=args.seed, pooling=pooling)
         groups = [{"params": list(clf.head.parameters()), "lr": args.lr}]
         if not freeze:
             groups.append({"params": list(body.parameters()), "lr": args.body_lr})
@@ -165,14 +173,14 @@ def main(argv=None):
         results.append((name, n_trained, (predicted == test_y).mean(), time.perf_counter() - start))
         confusions[name] = predicted
 
-    chance = max(numpy.bincount(test_y)) / len(test_y)
+    chance = max(numpy.bincount(test_y)) / len(test_y)              # the classes are balanced
     print(f"\nwhich {'play' if args.task == 'play' else 'genre'} is a {args.passage_len}-character passage from? "
           f"{len(test_y)} test passages from the last 20 % of each play; {args.iters} training steps of "
           f"{args.batch_size}; backend {backend.name}")
-    print(f"{'classifier':<30} {'trained params':>14} {'accuracy':>9} {'seconds':>8}")
-    print(f"{'chance (majority class)':<30} {0:>14,} {chance:>9.1%} {'':>8}")
+    print(f"{'classifier':<32} {'trained params':>14} {'accuracy':>9} {'seconds':>8}")
+    print(f"{'chance':<32} {0:>14,} {chance:>9.1%} {'':>8}")
     for name, n, acc, seconds in results:
-        print(f"{name:<30} {n:>14,} {acc:>9.1%} {seconds:>8.1f}")
+        print(f"{name:<32} {n:>14,} {acc:>9.1%} {seconds:>8.1f}")
     os.makedirs(args.out, exist_ok=True)
     labels = [SHORT.get(c, c) for c in classes]
     plot(confusions, test_y, labels, os.path.join(args.out, "classify.png"))
@@ -187,6 +195,7 @@ def plot(confusions, truth, labels, path):
     figure = Figure(figsize=(4.2 * len(confusions), 4.2), dpi=100)
     FigureCanvasAgg(figure)
     for i, (name, predicted) in enumerate(confusions.items()):
+        name = name.replace(", frozen body", ",\nfrozen body")
         matrix = numpy.zeros((K, K), dtype=int)
         numpy.add.at(matrix, (truth, predicted), 1)
         axes = figure.add_subplot(1, len(confusions), i + 1)

@@ -250,13 +250,19 @@ class GPTClassifier(Module):
     body         a GPT (its output layer is not used)
     n_classes    K
     freeze_body  True: only the head trains (``requires_grad = False`` on the body)
+    pooling      "last": the hidden state of the last real token (it has seen the whole
+                 passage: the course's choice, and GPT-2's for classification); "mean": the
+                 mean over the real tokens' hidden states (every position's features count)
     Parameters are named ``body.<GPT-2 name>`` and ``head.weight`` (C, K), ``head.bias`` (K,).
     """
 
-    def __init__(self, body, n_classes, freeze_body=True, seed=0):
+    def __init__(self, body, n_classes, freeze_body=True, seed=0, pooling="last"):
         super().__init__()
         if isinstance(n_classes, bool) or int(n_classes) != n_classes or n_classes < 2:
             raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
+        self.pooling = pooling
         self.config = body.config
         self.body = body
         self.head = Linear(body.config.n_embd, int(n_classes), rng=seed, std=0.02, dtype=body.config.dtype)
@@ -271,8 +277,13 @@ class GPTClassifier(Module):
         last = numpy.full(B, T - 1) if lengths is None else numpy.asarray(backend.to_numpy(lengths)) - 1
         if last.shape != (B,) or (last < 0).any() or (last >= T).any():
             raise ValueError(f"lengths must be {B} values in [1, {T}], got {(last + 1).tolist()}")
-        picked = h[xp.arange(B), xp.asarray(last)]                           # (B, C) last real token
-        return self.head(picked)                                             # (B, K)
+        if self.pooling == "last":
+            pooled = h[xp.arange(B), xp.asarray(last)]                       # (B, C) last real token
+        else:
+            real = numpy.arange(T)[None, :] <= last[:, None]                 # (B, T) real tokens
+            weights = real / real.sum(axis=1, keepdims=True)                 # (B, T) 1/length on each
+            pooled = (h * backend.asarray(weights[:, :, None], dtype=h.dtype)).sum(axis=1)  # (B, C)
+        return self.head(pooled)                                             # (B, K)
 
 
 def pad_batch(sequences, pad_id=0):

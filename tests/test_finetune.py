@@ -173,8 +173,9 @@ def toy_classification(n=24, seed=0):
     return ids, lengths, numpy.array(labels)
 
 
-def test_classifier_reads_the_last_real_token_regardless_of_padding():
-    clf = GPTClassifier(GPT(config(), seed=6), n_classes=3)
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_classifier_reads_the_real_tokens_regardless_of_padding(pooling):
+    clf = GPTClassifier(GPT(config(), seed=6), n_classes=3, pooling=pooling)
     ids, lengths, _ = toy_classification(6)
     batched = host(clf(ids, lengths))                                        # (B, K)
     assert batched.shape == (6, 3)
@@ -199,9 +200,21 @@ def test_classifier_head_trains_and_a_frozen_body_stays_unchanged(freeze_body):
     assert predicted.shape == (24,) and (predicted == labels).mean() > 0.7
 
 
+def test_pooling_is_the_last_or_the_mean_hidden_state():
+    clf = {p: GPTClassifier(GPT(config(), seed=6), n_classes=3, pooling=p) for p in ("last", "mean")}
+    x = numpy.random.default_rng(2).integers(0, TOK.vocab_size, size=(2, 6))
+    h = host(hidden_states(clf["last"].body, x))                               # (2, 6, C)
+    W, b = host(clf["last"].head.weight), host(clf["last"].head.bias)
+    numpy.testing.assert_allclose(host(clf["last"](x)), h[:, -1] @ W + b, rtol=0, atol=1e-12)
+    numpy.testing.assert_allclose(host(clf["mean"](x, numpy.array([6, 4]))),
+                                  numpy.stack([h[0].mean(0), h[1, :4].mean(0)]) @ W + b, rtol=0, atol=1e-12)
+
+
 def test_classifier_errors():
     with pytest.raises(ValueError, match="n_classes must be an integer >= 2, got 1"):
         GPTClassifier(GPT(config()), 1)
+    with pytest.raises(ValueError, match="pooling must be 'last' or 'mean', got 'max'"):
+        GPTClassifier(GPT(config()), 2, pooling="max")
     clf = GPTClassifier(GPT(config()), 2)
     with pytest.raises(ValueError, match="lengths must be 1 values in \\[1, 3\\]"):
         clf(numpy.zeros((1, 3), dtype=numpy.int64), numpy.array([4]))
