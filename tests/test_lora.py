@@ -79,6 +79,14 @@ def test_gradients_of_A_B_and_x_match_central_differences_and_W_gets_none(N, d, 
     assert not layer.weight.requires_grad and not layer.bias.requires_grad
 
 
+def test_a_weight_unfrozen_by_hand_gets_its_gradient_again():
+    layer = LoRALinear(Linear(4, 3, rng=1, std=0.5, dtype="float64"), rank=2, seed=2)
+    layer.weight.requires_grad = True                                   # e.g. LoRA plus a trainable W
+    x = Tensor(backend.asarray(numpy.random.default_rng(4).standard_normal((5, 4))), requires_grad=True)
+    gradcheck(lambda x, W: layer(x), x, layer.weight)
+    assert layer.weight.grad is not None and layer.bias.grad is None
+
+
 def test_dropout_on_the_lora_path_is_seeded_and_off_in_eval_mode():
     def make():
         layer = LoRALinear(Linear(6, 5, rng=1, dtype="float64"), rank=2, dropout=0.5, seed=7)
