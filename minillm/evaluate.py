@@ -26,6 +26,7 @@ prompt); ``classify`` compares the labels as continuations of a prompt
 (P(" positive" | "The sentiment of ... is:") versus P(" negative" | ...)) and
 normalises over the labels: zero-shot classification, the course's framing.
 """
+import contextlib
 import math
 
 import numpy
@@ -110,24 +111,18 @@ def _default_batch_size(block_size, vocab_size, budget=2 ** 25):
     return max(1, min(8, budget // max(1, block_size * vocab_size)))
 
 
-class _EvalMode:
+@contextlib.contextmanager
+def _eval_mode(model):
     """Within the block: no graph and dropout off; the model's mode is restored afterwards."""
-
-    def __init__(self, model):
-        self.model = model
-        self.was_training = bool(getattr(model, "training", False))
-        self.grad = no_grad()
-
-    def __enter__(self):
-        if hasattr(self.model, "eval"):
-            self.model.eval()
-        self.grad.__enter__()
-
-    def __exit__(self, *exc):
-        self.grad.__exit__(*exc)
-        if self.was_training and hasattr(self.model, "train"):
-            self.model.train()
-        return False
+    was_training = bool(getattr(model, "training", False))
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
 
 
 # ---------------------------------------------------------------- perplexity
@@ -153,7 +148,7 @@ def token_logprobs(model, ids, stride=None, batch_size=None):
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     plan = window_plan(n, T, stride)
     out = numpy.empty(n - 1, dtype=numpy.float64)
-    with _EvalMode(model):
+    with _eval_mode(model):
         # windows of equal length run together: all are T long except maybe the last
         groups = []
         for start, first in plan:
