@@ -134,8 +134,9 @@ def _snippet(text, width=50):
 
 # ------------------------------------------------------- 1. normalise the text
 def normalise(text):
-    """NFC Unicode, "\\n" line ends, no trailing spaces, no blank lines at either end."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    """NFC Unicode, "\\n" line ends, no byte-order marks (U+FEFF), no trailing spaces or blank end lines."""
+    text = text.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFC", text)
     return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
 
 

@@ -346,6 +346,6 @@ def test_bad_config_and_folder_are_clear_errors(tmp_path):
 
 
 def test_normalise_is_idempotent_on_arbitrary_text():
-    for text in ["a \r\nb\t\r\n\n\n", "\n\n  x  \n", "e\u0301 \u00a0\n", ""]:
+    for text in ["a \r\nb\t\r\n\n\n", "\n\n  x  \n", "e\u0301 \u00a0\n", "", "\ufeff\n\ufeffa \ufeff\n"]:
         assert normalise(normalise(text)) == normalise(text)
         assert not re.search(r"[ \t]\n|\r", normalise(text))
