@@ -19,7 +19,8 @@ Three classifiers, the same test passages:
   BRUTUS, PROSPERO, LYSANDER, spelt as the play spells them), normalised over
   the eight names with ``minillm.evaluate.classify`` (per-token mean, since
   the names differ in length): the course's P(label | prompt) idea. For
-  genres, a genre's probability is the sum over its plays.
+  genres we compare the mean probability of each genre's plays (a sum would
+  favour the six tragedies over the two comedies).
 * **head (last token), frozen body**: ``GPTClassifier``: the last hidden state
   (after ln_f, at the passage's last character) -> Linear(C, K); only the head trains.
 * **head (mean), frozen body**: the same head on the mean of the passage's hidden states.
@@ -143,9 +144,10 @@ def main(argv=None):
     for passage in test_x:
         probs = classify(base, tok, passage + "\n\n", names, length_normalize=True)
         by_play = numpy.array([probs[SPEAKERS[t]] for t in titles])
-        if args.task == "genre":
-            comedy = sum(p for t, p in zip(titles, by_play) if t in COMEDIES)
-            predicted.append(0 if comedy > 1 - comedy else 1)
+        if args.task == "genre":                      # the mean over each genre's plays (2 vs 6 plays)
+            comedy = numpy.mean([p for t, p in zip(titles, by_play) if t in COMEDIES])
+            tragedy = numpy.mean([p for t, p in zip(titles, by_play) if t not in COMEDIES])
+            predicted.append(0 if comedy > tragedy else 1)
         else:
             predicted.append(int(by_play.argmax()))
     predicted = numpy.array(predicted)
