@@ -210,7 +210,7 @@ def unmerge_lora(model):
 def lora_state_dict(model):
     """{name: host array} of the LoRA matrices only (``h.0.attn.c_attn.lora_A``, ...)."""
     _require_lora(model)
-    return {name: value for name, value in model.state_dict().items()
+    return {name: backend.to_numpy(p.data.copy()) for name, p in model.named_parameters()
             if name.endswith(".lora_A") or name.endswith(".lora_B")}
 
 
