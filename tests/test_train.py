@@ -34,7 +34,7 @@ def make_trainer(out_dir=None, **overrides):
 def assert_same_state(a, b):
     for (name, p), (name_b, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
         assert name == name_b
-        numpy.testing.assert_array_equal(p.data, q.data, err_msg=name)
+        numpy.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
     state_a, state_b = a.optimizer.state_dict(), b.optimizer.state_dict()
     assert state_a.keys() == state_b.keys()
     for key in state_a:
