@@ -202,14 +202,13 @@ class GPT(Module):
         F.check_token_ids(idx, self.config.vocab_size)
         return idx
 
-    def forward(self, idx, targets=None, cache=None, last_only=False):
-        """Logits (B, T, V) for the token ids ``idx`` (B, T); with ``targets``, (logits, loss).
+    def hidden_states(self, idx, cache=None):
+        """The final hidden states ln_f(x) (B, T, C) for the token ids ``idx`` (B, T):
+        the whole transformer without its output layer (used by ``forward`` and
+        by heads that read the last hidden state, e.g. a classifier).
 
         With a ``cache`` (a ``KVCache``), ``idx`` holds only the new tokens: they
         sit at positions ``cache.position ...`` and attend to every cached one.
-        ``last_only=True`` (for generation) returns only the last position's
-        logits (B, 1, V): the output layer is the largest matrix product for a
-        big vocabulary, and decoding needs just that row.
         """
         start = 0
         if cache is not None:
@@ -222,14 +221,24 @@ class GPT(Module):
         x = self.drop(self.wte(idx) + self.wpe(positions))              # (B, T, C)
         for block in self.h:
             x = block(x, cache)                                          # (B, T, C)
-        if last_only:
-            if targets is not None:
-                raise ValueError("last_only=True gives one position's logits; it cannot score targets")
-            x = x[:, -1:, :]                                             # (B, 1, C)
-        x = self.ln_f(x)                                                 # (B, T, C)
-        logits = F.linear(x, self.wte.weight.T)                          # (B, T, V) lm_head = wte^T
         if cache is not None:
             cache.advance(T)
+        return self.ln_f(x)                                              # (B, T, C)
+
+    def forward(self, idx, targets=None, cache=None, last_only=False):
+        """Logits (B, T, V) for the token ids ``idx`` (B, T); with ``targets``, (logits, loss).
+
+        ``cache``: see ``hidden_states``. ``last_only=True`` (for generation)
+        returns only the last position's logits (B, 1, V): the output layer is
+        the largest matrix product for a big vocabulary, and decoding needs
+        just that row.
+        """
+        if last_only and targets is not None:
+            raise ValueError("last_only=True gives one position's logits; it cannot score targets")
+        x = self.hidden_states(idx, cache)                               # (B, T, C)
+        if last_only:
+            x = x[:, -1:, :]                                             # (B, 1, C)
+        logits = F.linear(x, self.wte.weight.T)                          # (B, T, V) lm_head = wte^T
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits, targets)
