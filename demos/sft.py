@@ -51,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--lora-rank", type=int, default=0, help="0: full finetuning; r > 0: LoRA of rank r")
+    p.add_argument("--lora-targets", default="c_attn,c_proj,c_fc", help="layers LoRA wraps, comma-separated")
     p.add_argument("--train-on-prompt", action="store_true", help="count the prompt tokens in the loss too")
     p.add_argument("--n-train", type=int, default=3000, help="training pairs")
     p.add_argument("--n-test", type=int, default=200, help="held-out pairs")
@@ -105,8 +106,8 @@ def main(argv=None):
     tests = SFTDataset(test_pairs, tok)
     max_new = max(len(r) for _, r in pairs) + 2
     if args.lora_rank:
-        apply_lora(model, rank=args.lora_rank, alpha=2 * args.lora_rank, targets=("c_attn", "c_fc"),
-                   seed=args.seed)
+        apply_lora(model, rank=args.lora_rank, alpha=2 * args.lora_rank, seed=args.seed,
+                   targets=tuple(t for t in args.lora_targets.split(",") if t))
     method = f"LoRA r={args.lora_rank}" if args.lora_rank else "full finetuning"
     n_train, n_total = model.num_parameters(trainable_only=True), model.num_parameters()
 

@@ -163,10 +163,12 @@ def apply_lora(model, rank=8, alpha=16.0, targets=("c_attn",), dropout=0.0, seed
     Every other parameter of ``model`` is frozen (``requires_grad = False``),
     so only the lora_A / lora_B matrices train. ``targets`` are dotted-name
     suffixes: "c_attn" matches ``h.0.attn.c_attn``, "mlp.c_proj" only the
-    MLP's output projection, "c_proj" both projections. Layer i's A is drawn
-    from seed (seed, i). Returns ``model``.
+    MLP's output projection, "c_proj" both projections. Layer i's A (and its
+    dropout masks) come from the integer seed ``seed * 65537 + i``. Returns ``model``.
     """
     targets = _normalise_targets(targets)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
     if lora_layers(model):
         raise ValueError("the model already has LoRA layers: apply_lora once per model")
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, Linear) and _matches(name, targets)]
@@ -180,7 +182,7 @@ def apply_lora(model, rank=8, alpha=16.0, targets=("c_attn",), dropout=0.0, seed
     for i, (name, linear) in enumerate(found):
         parent_name, _, child = name.rpartition(".")
         parent = modules[parent_name]
-        setattr(parent, child, LoRALinear(linear, rank, alpha, dropout, seed=(seed, i)))
+        setattr(parent, child, LoRALinear(linear, rank, alpha, dropout, seed=seed * 65_537 + i))
     model.lora_config = {"rank": int(rank), "alpha": float(alpha), "targets": list(targets),
                          "dropout": float(dropout), "seed": seed}
     return model
