@@ -2,7 +2,8 @@
 
     python demos/sft.py                         # about 2 minutes on 2 CPU cores
     python demos/sft.py --task add --iters 1500 # 2-digit addition (needs more steps)
-    python demos/sft.py --ckpt out/shakespeare/ckpt.npz --lora-rank 8
+    python demos/sft.py --lora-rank 8 --lr 3e-3 --iters 1500    # a LoRA adapter instead (slower to learn)
+    python demos/sft.py --ckpt out/shakespeare/ckpt.npz
 
 The data is generated here, so the demo needs nothing but minillm:
 
@@ -52,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--lora-rank", type=int, default=0, help="0: full finetuning; r > 0: LoRA of rank r")
     p.add_argument("--lora-targets", default="c_attn,c_proj,c_fc", help="layers LoRA wraps, comma-separated")
+    p.add_argument("--unfreeze", default="", help="with LoRA: parameters to train as well, by name prefix "
+                   "(e.g. wpe, ln_f), comma-separated (PEFT's modules_to_save)")
     p.add_argument("--train-on-prompt", action="store_true", help="count the prompt tokens in the loss too")
     p.add_argument("--n-train", type=int, default=3000, help="training pairs")
     p.add_argument("--n-test", type=int, default=200, help="held-out pairs")
@@ -108,7 +111,13 @@ def main(argv=None):
     if args.lora_rank:
         apply_lora(model, rank=args.lora_rank, alpha=2 * args.lora_rank, seed=args.seed,
                    targets=tuple(t for t in args.lora_targets.split(",") if t))
+        prefixes = tuple(t for t in args.unfreeze.split(",") if t)
+        for name, p in model.named_parameters():
+            if prefixes and name.startswith(prefixes):
+                p.requires_grad = True
     method = f"LoRA r={args.lora_rank}" if args.lora_rank else "full finetuning"
+    if args.lora_rank and args.unfreeze:
+        method += f" + {args.unfreeze}"
     n_train, n_total = model.num_parameters(trainable_only=True), model.num_parameters()
 
     before = exact_match(model, tests, test_pairs, max_new)
