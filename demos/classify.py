@@ -168,7 +168,7 @@ def main(argv=None):
         start = time.perf_counter()
         clf.train()
         for _ in range(args.iters):
-            rows = batch_rng.choice(len(train_x), size=args.batch_size, replace=False)
+            rows = batch_rng.choice(len(train_x), size=min(args.batch_size, len(train_x)), replace=False)
             classifier_step(clf, optimizer, train_x[rows], None, train_y[rows])
         predicted = predict_classes(clf, test_ids)
         n_trained = clf.num_parameters(trainable_only=True)

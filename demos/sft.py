@@ -133,8 +133,8 @@ def main(argv=None):
     model.train()
     for step in range(args.iters):
         set_lr(optimizer, cosine_lr(step, args.lr, args.lr / 10, min(30, args.iters), args.iters))
-        micro = [data.batch(batch_rng.choice(len(data), size=args.batch_size, replace=False))
-                 for _ in range(args.accum)]
+        size = min(args.batch_size, len(data))
+        micro = [data.batch(batch_rng.choice(len(data), size=size, replace=False)) for _ in range(args.accum)]
         loss, _ = sft_step(model, optimizer, micro, grad_clip=1.0)
         losses.append(loss)
         if (step + 1) % args.eval_every == 0 or step + 1 == args.iters:

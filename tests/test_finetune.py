@@ -9,7 +9,8 @@ What is proved here:
   batch (and the naive mean of micro-batch means does not);
 * hidden_states reproduces GPT's logits; the classifier head reads the last real token,
   trains, and a frozen body stays bit-identical (an unfrozen one moves);
-* continued pretraining (with LoRA) moves only the adapter and lowers the loss.
+* continued pretraining (with LoRA) moves only the adapter and lowers the loss;
+* the three demos run end to end with tiny settings and write their PNGs.
 """
 import numpy
 import pytest
@@ -235,3 +236,28 @@ def test_continued_pretraining_with_lora_moves_only_the_adapter_and_lowers_the_l
     assert last < first - 1.0, (first, last)
     after = model.state_dict()
     assert all(numpy.array_equal(after[n], base[n]) for n in base)          # the base weights never moved
+
+
+def _demo(name):
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "demos", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"demo_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, flags", [
+    ("finetune_lora", ["--pretrain-iters", "2", "--iters", "2", "--eval-tokens", "200", "--ranks", "2",
+                       "--n-layer", "1", "--n-embd", "16", "--block-size", "16"]),
+    ("sft", ["--pretrain-iters", "2", "--iters", "2", "--n-train", "20", "--n-test", "4", "--eval-every", "2",
+             "--n-layer", "1", "--n-embd", "16", "--block-size", "32", "--lora-rank", "2", "--unfreeze", "wpe"]),
+    ("classify", ["--pretrain-iters", "2", "--iters", "2", "--n-train", "4", "--n-test", "1", "--task", "genre",
+                  "--n-layer", "1", "--n-embd", "16", "--block-size", "16", "--passage-len", "16"]),
+])
+def test_demos_run_end_to_end_with_tiny_settings(name, flags, tmp_path, capsys):
+    _demo(name).main(flags + ["--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert (tmp_path / f"{name}.png").is_file()
+    assert "before" in out or "accuracy" in out
