@@ -71,9 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=3e-2, help="learning rate of the head")
     p.add_argument("--body-lr", type=float, default=1e-3, help="learning rate of the body (head + body)")
     p.add_argument("--passage-len", type=int, default=64, help="characters per passage")
-    p.add_argument("--n-train", type=int, default=400, 
+    p.add_argument("--n-train", type=int, default=400,
                    help="training passages per play (per play on average with --task genre)")
-    p.add_argument("--n-test", type=int, default=25, 
+    p.add_argument("--n-test", type=int, default=25,
                    help="test passages per play (per play on average with --task genre)")
     p.add_argument("--block-size", type=int, default=64)
     p.add_argument("--n-layer", type=int, default=2)
