@@ -30,7 +30,7 @@ import numpy
 
 from minillm import backend, checkpoint
 from minillm import functional as F
-from minillm.autograd import Tensor, no_grad
+from minillm.autograd import no_grad
 from minillm.backend import xp
 from minillm.nn import Linear, Module
 from minillm.optim import clip_grad_norm
@@ -50,24 +50,9 @@ def load_pretrained(path):
 
 
 def hidden_states(model, idx):
-    """The GPT's final hidden states ln_f(x_L), a Tensor (B, T, C), for token ids ``idx`` (B, T).
-
-    The forward pass of ``GPT`` without its output layer, spelled with the
-    model's own sub-modules (wte, wpe, drop, h, ln_f).
-    """
-    if isinstance(idx, Tensor):
-        idx = idx.data
-    idx = xp.asarray(idx)
-    if idx.ndim != 2:
-        raise ValueError(f"idx must be a 2-D array (batch, time) of token ids, got shape {tuple(idx.shape)}")
-    T = idx.shape[1]
-    if T > model.config.block_size:
-        raise ValueError(f"sequence length {T} exceeds block_size {model.config.block_size}")
-    F.check_token_ids(idx, model.config.vocab_size)
-    x = model.drop(model.wte(idx) + model.wpe(xp.arange(T)))            # (B, T, C)
-    for block in model.h:
-        x = block(x)                                                     # (B, T, C)
-    return model.ln_f(x)                                                 # (B, T, C)
+    """The GPT's final hidden states ln_f(x_L), a Tensor (B, T, C), for token ids ``idx`` (B, T):
+    the forward pass without the output layer (``GPT.hidden_states``)."""
+    return model.hidden_states(idx)
 
 
 def continued_pretraining(model, train_ids, val_ids, config=None, **trainer_kwargs):

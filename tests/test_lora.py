@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minillm import GPT, GPTConfig, backend, scaling
-from minillm import functional as F
 from minillm.autograd import Tensor
 from minillm.gradcheck import gradcheck
 from minillm.lora import (LoRALinear, apply_lora, load_adapter, lora_layers, lora_state_dict, merge_lora,
