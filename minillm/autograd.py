@@ -241,7 +241,9 @@ class Function:
     and ``backward(self, grad)``, returning one gradient (or None) per array
     input. Whatever backward needs, forward saves on ``self`` with a one-line
     reason. ``backward`` must not modify ``grad`` in place: the same array may
-    be handed to several inputs.
+    be handed to several inputs. ``self.needs_input_grad`` (one bool per
+    input, set when the graph is recorded) lets a backward skip the gradients
+    nobody needs, e.g. dL/dW of a frozen weight.
 
     ``Cls.apply(*inputs, **options)`` is how an op is called: positional inputs
     are Tensors (or arrays / Python numbers, which become constants), keyword
@@ -264,6 +266,7 @@ class Function:
         if not needs_grad:
             return Tensor(out)
         fn.inputs = tensors
+        fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
         return Tensor(out, requires_grad=True, _creator=fn)
 
 

@@ -32,30 +32,10 @@ import math
 
 from minillm import backend, checkpoint
 from minillm import functional as F
-from minillm.autograd import Function
 from minillm.backend import xp
 from minillm.nn import Linear, Module, Parameter
 
 ADAPTER_FORMAT = "minillm-lora-adapter-1"
-
-
-class FrozenLinear(Function):
-    """y = x W + b for a frozen W and b: the backward returns dL/dx = dL/dy W^T only.
-
-    ``F.linear``'s backward also computes dL/dW = x^T dL/dy, a third of a layer's
-    backward work, which a frozen W throws away; skipping it is where LoRA saves
-    time as well as memory.
-    """
-
-    def forward(self, x, weight, bias=None):
-        self.weight = weight                                           # W for dL/dx
-        y = x.reshape(-1, x.shape[-1]) @ weight                        # (N, out)
-        if bias is not None:
-            y += bias
-        return y.reshape(x.shape[:-1] + (weight.shape[1],))           # (..., out)
-
-    def backward(self, grad):
-        return (grad @ self.weight.T,) + (None,) * 2                   # (..., in); none for W, b
 
 
 class LoRALinear(Module):
@@ -98,11 +78,7 @@ class LoRALinear(Module):
         return (self.lora_A.data @ self.lora_B.data) * self.scale        # (N, d)
 
     def forward(self, x):
-        frozen = not self.weight.requires_grad and (self.bias is None or not self.bias.requires_grad)
-        if frozen:                                                        # (..., d) the frozen path
-            h = FrozenLinear.apply(x, *[t for t in (self.weight, self.bias) if t is not None])
-        else:
-            h = F.linear(x, self.weight, self.bias)                       # (..., d) W unfrozen by hand
+        h = F.linear(x, self.weight, self.bias)    # (..., d) frozen W: its backward skips dL/dW
         if self.merged:                                                   # W already holds W + s A B
             return h
         x_lora = F.dropout(x, self.dropout_p, training=self.training, rng=self.dropout_rng)

@@ -577,3 +577,18 @@ def test_gradcheck_needs_float64_and_a_differentiable_input():
         gradcheck(F.exp, Tensor(numpy.ones(2, dtype=numpy.float32), requires_grad=True))
     with pytest.raises(ValueError, match="no input has requires_grad"):
         gradcheck(F.exp, Tensor(numpy.ones(2)))
+
+
+def test_linear_skips_the_gradient_of_a_frozen_weight():
+    """The engine tells each op which inputs need gradients; linear then skips dL/dW."""
+    rng = numpy.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 5, 3)), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 4)))                      # frozen: requires_grad False
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+    y = F.linear(x, w, b)
+    assert y._creator.needs_input_grad == (True, False, True)
+    g = rng.standard_normal(y.shape)
+    grad_x, grad_w, grad_b = y._creator.backward(backend.asarray(g))
+    assert grad_w is None
+    numpy.testing.assert_allclose(backend.to_numpy(grad_x), g @ w.numpy().T, rtol=1e-12)
+    numpy.testing.assert_allclose(backend.to_numpy(grad_b), g.sum(axis=(0, 1)), rtol=1e-12)

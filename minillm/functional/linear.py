@@ -5,6 +5,8 @@ course's LoRA slide. The leading axes of x are flattened so that each of the
 three products is one large matrix multiplication:
 
     dL/dx = dL/dy W^T      dL/dW = x^T dL/dy      dL/db = sum over rows of dL/dy
+
+A gradient no input needs (a frozen weight, as in LoRA) is not computed.
 """
 from minillm.autograd import Function, _check_matmul_shapes, _shape_text
 
@@ -21,11 +23,11 @@ class Linear(Function):
         return y.reshape(x.shape[:-1] + (weight.shape[1],))           # (..., out)
 
     def backward(self, grad):
-        x2 = self.x.reshape(-1, self.x.shape[-1])                      # (N, in)
+        needs_x, needs_w = self.needs_input_grad[:2]                   # a frozen W needs no dL/dW
         g2 = grad.reshape(-1, grad.shape[-1])                          # (N, out)
-        grad_x = (g2 @ self.weight.T).reshape(self.x.shape)            # (..., in)
-        grad_w = x2.T @ g2                                              # (in, out)
-        grad_b = g2.sum(axis=0) if self.has_bias else None             # (out,)
+        grad_x = (g2 @ self.weight.T).reshape(self.x.shape) if needs_x else None          # (..., in)
+        grad_w = self.x.reshape(-1, self.x.shape[-1]).T @ g2 if needs_w else None        # (in, out)
+        grad_b = g2.sum(axis=0) if self.has_bias and self.needs_input_grad[2] else None  # (out,)
         return grad_x, grad_w, grad_b
 
 
