@@ -25,6 +25,7 @@ import os
 
 import regex
 
+from minillm.tokenizers.bpe_train import learn_merges, merge_pair
 from minillm.tokenizers.bytelevel import (
     GPT2_SPLIT_PATTERN, special_splitter, str_to_token, token_to_str)
 
@@ -91,7 +92,6 @@ class BPETokenizer:
         the vocabulary is smaller than asked (``len(tok.merges)`` tells).
         See ``bpe_train.learn_merges`` for the algorithm.
         """
-        from minillm.tokenizers.bpe_train import learn_merges
         special_tokens = list(special_tokens or ())
         if len(set(special_tokens)) != len(special_tokens):
             raise ValueError(f"special tokens must be unique, got {special_tokens}")
@@ -147,16 +147,7 @@ class BPETokenizer:
             if best is None:
                 break
             a, b = best
-            merged = ranks[best][1]
-            out, i, n = [], 0, len(ids)
-            while i < n:  # replace every (a, b), left to right, without overlaps
-                if i < n - 1 and ids[i] == a and ids[i + 1] == b:
-                    out.append(merged)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            ids = out
+            ids = merge_pair(ids, a, b, ranks[best][1])  # every (a, b), left to right, no overlaps
         return tuple(ids)
 
     def _encode_ordinary(self, text, out):

@@ -44,7 +44,7 @@ def _pairs(word):
     return zip(word, word[1:])
 
 
-def _merge_word(word, a, b, new_id):
+def merge_pair(word, a, b, new_id):
     """Replace each (a, b) in ``word`` (a list of ids), left to right, by ``new_id``."""
     out, i, n = [], 0, len(word)
     while i < n:
@@ -90,7 +90,7 @@ def learn_merges(text, n_merges, special_tokens=(), pattern=GPT2_SPLIT_PATTERN,
         changed = set()
         for w in sorted(where.pop(pair)):
             word = words[w]
-            new_word = _merge_word(word, a, b, new_id)
+            new_word = merge_pair(word, a, b, new_id)
             if len(new_word) == len(word):
                 continue  # stale membership: the pair left this word earlier
             c = counts[w]
