@@ -250,6 +250,8 @@ class Function:
     options are non-differentiable settings (an axis, integer ids, a seed).
     """
 
+    needs_input_grad = None  # set by apply(); None (a Function used directly): compute every gradient
+
     def forward(self, *arrays, **options):
         raise NotImplementedError
 

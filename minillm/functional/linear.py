@@ -23,11 +23,11 @@ class Linear(Function):
         return y.reshape(x.shape[:-1] + (weight.shape[1],))           # (..., out)
 
     def backward(self, grad):
-        needs_x, needs_w = self.needs_input_grad[:2]                   # a frozen W needs no dL/dW
+        needs = self.needs_input_grad or (True, True, True)           # x, W[, b]; a frozen W: no dL/dW
         g2 = grad.reshape(-1, grad.shape[-1])                          # (N, out)
-        grad_x = (g2 @ self.weight.T).reshape(self.x.shape) if needs_x else None          # (..., in)
-        grad_w = self.x.reshape(-1, self.x.shape[-1]).T @ g2 if needs_w else None        # (in, out)
-        grad_b = g2.sum(axis=0) if self.has_bias and self.needs_input_grad[2] else None  # (out,)
+        grad_x = (g2 @ self.weight.T).reshape(self.x.shape) if needs[0] else None          # (..., in)
+        grad_w = self.x.reshape(-1, self.x.shape[-1]).T @ g2 if needs[1] else None        # (in, out)
+        grad_b = g2.sum(axis=0) if self.has_bias and needs[2] else None                   # (out,)
         return grad_x, grad_w, grad_b
 
 
