@@ -34,6 +34,7 @@ import os
 import numpy as np
 
 from minillm import backend
+from minillm.tokenizers.gpt2_files import read_json_object
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -219,13 +220,7 @@ def read_gpt2(directory):
     config_path = os.path.join(directory, CONFIG_NAME)
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"{CONFIG_NAME} not found in {directory}")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            hf = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{config_path} is not valid JSON: {e}") from None
-    if not isinstance(hf, dict):
-        raise ValueError(f"{config_path} must hold a JSON object")
+    hf = read_json_object(config_path, "a JSON object")
     config = config_from_hf(hf, config_path)
     tensors = _load_weights(directory)
     return config, state_from_hf(tensors, config, os.path.join(directory, WEIGHTS_NAME))

@@ -21,6 +21,21 @@ def _check_file(path, what):
     return path
 
 
+def read_json_object(path, what):
+    """The JSON object (a dict) in ``path``, or a clear error naming the file.
+
+    ``what`` describes the object for the message, e.g. "a JSON object token -> id".
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold {what}")
+    return data
+
+
 def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
     """Parse the two files -> (vocab: list[bytes], merges: list[(id_a, id_b)], specials: dict).
 
@@ -31,13 +46,7 @@ def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
     """
     vocab_json_path = _check_file(vocab_json_path, "GPT-2 vocab.json")
     merges_txt_path = _check_file(merges_txt_path, "GPT-2 merges.txt")
-    try:
-        with open(vocab_json_path, encoding="utf-8") as f:
-            encoder = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{vocab_json_path} is not valid JSON: {e}") from None
-    if not isinstance(encoder, dict):
-        raise ValueError(f"{vocab_json_path} must hold a JSON object token -> id")
+    encoder = read_json_object(vocab_json_path, "a JSON object token -> id")
     ids = sorted(encoder.values())
     if ids != list(range(len(ids))):
         raise ValueError(f"{vocab_json_path}: ids must be exactly 0..{len(ids) - 1}, each once")
