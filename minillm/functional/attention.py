@@ -68,7 +68,9 @@ class ScaledDotProductAttention(Function):
         grad_p = xp.matmul(grad, xp.swapaxes(v, -1, -2))            # (B, H, Tq, Tk)
         if self.mask is not None:
             grad_p *= self.mask
-        grad_p -= (grad * self.out).sum(axis=-1, keepdims=True)     # dS = P * (dP - sum_j(dP * P))
+        # dS = P * (dP - sum_j(dP * P)); the row sum is cheaper on (Tq, D) than on (Tq, Tk):
+        # sum_j dP_j P_j = sum_j (G . v_j) P_j = G . (sum_j P_j v_j) = G . O   (FlashAttention's trick)
+        grad_p -= (grad * self.out).sum(axis=-1, keepdims=True)
         grad_p *= p
         grad_q = xp.matmul(grad_p, k)                               # (B, H, Tq, D)
         grad_q *= self.scale
