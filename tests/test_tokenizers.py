@@ -370,3 +370,22 @@ def test_from_gpt2_round_trip(tmp_path_factory, text):
         (d / "merges.txt").write_text("#version: 0.2\n" + "\n".join(HAND_MERGES), encoding="utf-8")
     tok = BPETokenizer.from_gpt2(d / "vocab.json", d / "merges.txt")
     assert tok.decode(tok.encode(text)) == text
+
+
+# ---------------------------------------------------------------- minillm.tokenizers.load(directory)
+
+def test_load_reads_a_gpt2_folder_and_names_what_it_cannot_read(tmp_path):
+    import minillm.tokenizers as tokenizers
+    tok = tokenizers.BPETokenizer.train("hello world, hello there " * 20, 300)
+    tok.save_gpt2(tmp_path)
+    loaded = tokenizers.load(tmp_path)
+    assert loaded.encode("hello there") == tok.encode("hello there")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no tokenizer files"):
+        tokenizers.load(empty)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "tokenizer.json").write_text(json.dumps({"model": {"type": "Nonesuch"}}))
+    with pytest.raises(ValueError, match="'Nonesuch' is not supported"):
+        tokenizers.load(odd)

@@ -6,6 +6,9 @@
 - ``BPETokenizer``: byte-level byte-pair encoding as in GPT-2 (``bpe.py``),
   trained with ``bpe_train.py`` or read from GPT-2's ``vocab.json`` / ``merges.txt``.
 
+``load(directory)`` (``folder.py``) reads the tokenizer of a Hugging Face model
+folder: ``tokenizer.json``, ``vocab.json`` + ``merges.txt``, or ``vocab.txt``.
+
 Every tokenizer has ``encode(str) -> list[int]``, ``decode(ids) -> str``,
 ``vocab_size``, ``to_dict()`` (JSON-ready, with a ``"type"`` key) and
 ``save(path)`` / ``load(path)``. Checkpoints store ``to_dict()``;
@@ -13,8 +16,9 @@ Every tokenizer has ``encode(str) -> list[int]``, ``decode(ids) -> str``,
 """
 from minillm.tokenizers.bpe import BPETokenizer
 from minillm.tokenizers.char import CharTokenizer
+from minillm.tokenizers.folder import load
 
-__all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict"]
+__all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "load"]
 
 _TYPES = {"char": CharTokenizer, "bpe": BPETokenizer}
 
