@@ -33,7 +33,7 @@ import numpy
 
 from minillm import backend, no_grad
 from minillm.kvcache import KVCache
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 
 CONFIGS = {
     "small": dict(vocab_size=256, block_size=1024, n_layer=2, n_head=4, n_embd=64),

@@ -30,7 +30,7 @@ import time
 import numpy
 
 from minillm import backend
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.train import TrainConfig, Trainer
 
 CONFIGS = {   # name: (block_size, batch_size, n_layer, n_head, n_embd, dropout)

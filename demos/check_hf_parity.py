@@ -56,7 +56,7 @@ def _report(name, a, b, tol):
 def check_ours_to_hf(tmp, tol, seed):
     from transformers import GPT2LMHeadModel
     from minillm import backend
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     config = GPTConfig(vocab_size=97, block_size=32, n_layer=3, n_head=4, n_embd=32)
     model = GPT(config, seed=seed)
     rng = np.random.default_rng(seed)
@@ -75,7 +75,7 @@ def check_ours_to_hf(tmp, tol, seed):
 def check_hf_to_ours(tmp, tol, seed):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
-    from minillm.model import GPT
+    from minillm.models import GPT
     torch.manual_seed(seed)
     hf_model = GPT2LMHeadModel(GPT2Config(vocab_size=89, n_positions=24, n_embd=48, n_layer=2,
                                           n_head=6, bos_token_id=0, eos_token_id=0)).eval()
@@ -127,7 +127,7 @@ def check_tokenizer(tmp, seed):
 
 def check_dir(model_dir, tol, seed):
     from transformers import GPT2LMHeadModel
-    from minillm.model import GPT
+    from minillm.models import GPT
     model = GPT.from_pretrained(model_dir)
     hf_model = GPT2LMHeadModel.from_pretrained(model_dir, local_files_only=True).eval()
     ids = np.random.default_rng(seed).integers(0, model.config.vocab_size, size=(1, 64))

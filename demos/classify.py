@@ -42,7 +42,7 @@ from minillm import backend
 from minillm.evaluate import classify
 from minillm.finetune import (GPTClassifier, classifier_step, load_pretrained, pretrain_base, predict_classes,
                               split_plays)
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW
 from minillm.text_data import load_corpus
 from minillm.tokenizers import CharTokenizer

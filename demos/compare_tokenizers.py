@@ -23,7 +23,7 @@ import numpy as np
 from minillm import backend
 from minillm import functional as F
 from minillm.evaluate import evaluate_lm
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.text_data import get_batch, load_corpus
 from minillm.tokenizers import BPETokenizer, CharTokenizer

@@ -53,7 +53,7 @@ PASSAGE = ("The king has lost his way in the storm. His daughters have turned hi
 
 def load(args):
     """(model, tokenizer, description) from --ckpt, --model-dir or --untrained."""
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 
     if args.ckpt:

@@ -36,7 +36,7 @@ from minillm.autograd import no_grad
 from minillm.evaluate import perplexity
 from minillm.finetune import load_pretrained, pretrain_base, split_plays
 from minillm.lora import apply_lora, merge_lora, save_adapter, unmerge_lora
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.text_data import get_batch, load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer

@@ -16,7 +16,7 @@ Download them yourself once, e.g. from https://huggingface.co/gpt2/tree/main
 merges.txt --local-dir gpt2``). This demo never downloads anything; a folder
 without one of the files is an error that names it.
 
-The weights load with ``GPT.from_pretrained`` (``minillm/hf.py``), the text is
+The weights load with ``GPT.from_pretrained`` (``minillm/hf/gpt2.py``), the text is
 encoded with ``BPETokenizer.from_gpt2`` (GPT-2's byte-level BPE), and the
 continuation comes from ``model.generate``: temperature, top-k, top-p, and the
 KV cache unless ``--no-cache``. Generation stops early at ``<|endoftext|>``.
@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from minillm import backend
-from minillm.model import GPT
+from minillm.models import GPT
 from minillm.tokenizers import BPETokenizer
 
 EOT = "<|endoftext|>"

@@ -16,7 +16,7 @@ import sys
 import time
 
 from minillm import backend, checkpoint
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.tokenizers import tokenizer_from_dict
 
 

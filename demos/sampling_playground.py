@@ -27,7 +27,7 @@ import sys
 import numpy
 
 from minillm import backend, no_grad, sampling
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 
 DEFAULT_CKPT = os.path.join("out", "shakespeare", "ckpt.npz")
 

@@ -41,7 +41,7 @@ import numpy
 
 from minillm import backend, scaling
 from minillm.evaluate import evaluate_lm
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.progress import Progress, format_duration
 from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer

@@ -30,7 +30,7 @@ import numpy
 from minillm.finetune import (SFTDataset, exact_match, generate_response, load_pretrained, pretrain_base,
                               sft_step)
 from minillm.lora import apply_lora
-from minillm.model import GPTConfig
+from minillm.models import GPTConfig
 from minillm.optim import AdamW, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer

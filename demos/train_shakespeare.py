@@ -22,7 +22,7 @@ import sys
 import time
 
 from minillm import backend, checkpoint
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
 from minillm.text_data import load_corpus, split_ids

@@ -9,6 +9,6 @@
 from minillm import backend
 from minillm.autograd import Tensor, Function, no_grad, is_grad_enabled
 from minillm.gradcheck import gradcheck
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 
 __all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig"]

@@ -14,15 +14,22 @@ the gradients with respect to its inputs out). The engine, not the ops, reduces
 a gradient that NumPy broadcasting widened back to its input's shape
 (``unbroadcast``).
 
-The operators ``+ - * / ** @``, unary ``-``, indexing, ``.T``, ``.reshape``,
-``.transpose`` and the reductions ``.sum``, ``.mean``, ``.max`` are defined in
-this file, because ``Tensor`` needs them; every other op is in
-``minillm.functional``.
+This file is the engine only. Every op, including the ones behind ``Tensor``'s
+operators (``+ - * / ** @``, unary ``-``, indexing, ``.T``, ``.reshape``,
+``.transpose``, ``.sum``, ``.mean``, ``.max``), is a Function in
+``minillm.functional`` (arithmetic, matmul, shape, reduction), one concept a
+file. Those files subclass ``Function`` and so import this module; ``Tensor``'s
+operator methods therefore import their Function *inside the method*, at call
+time, when both modules are complete: the engine's one upward reference, well
+under a microsecond a call (a lookup in ``sys.modules``), and no patching of
+``Tensor`` from outside (DeZero installs its operators onto the class at import
+time; here every operator reads where ``Tensor`` is defined).
 """
 import contextlib
 
 from minillm import backend
 from minillm.backend import xp
+from minillm.shapes import shape_text
 
 # ---------------------------------------------------------------- grad mode
 
@@ -78,10 +85,6 @@ def _as_array(value, like=None):
         if backend.is_floating(like) or isinstance(value, int):
             return xp.asarray(value, dtype=like.dtype)
     return xp.asarray(value)
-
-
-def _shape_text(shape):
-    return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
 # ---------------------------------------------------------------- Tensor
@@ -154,81 +157,99 @@ class Tensor:
         if grad is None:
             if self.size != 1:
                 raise RuntimeError(
-                    f"backward() on a tensor of shape {_shape_text(self.shape)} needs an explicit "
+                    f"backward() on a tensor of shape {shape_text(self.shape)} needs an explicit "
                     "gradient of the same shape; reduce it to a scalar (e.g. .sum()) or call backward(grad)")
             grad = xp.ones_like(self.data)
         else:
             grad = _as_array(grad, like=self.data)
             if grad.shape != self.shape:
-                raise ValueError(f"backward(grad): grad has shape {_shape_text(grad.shape)}, "
-                                 f"the tensor has shape {_shape_text(self.shape)}")
+                raise ValueError(f"backward(grad): grad has shape {shape_text(grad.shape)}, "
+                                 f"the tensor has shape {shape_text(self.shape)}")
         _run_backward(self, grad)
 
-    # -- operators: each builds one node of the graph
+    # -- operators: each builds one node of the graph (the Functions: minillm.functional;
+    #    imported here, at call time, because they subclass Function defined below)
     def __add__(self, other):
+        from minillm.functional.arithmetic import Add
         return Add.apply(self, other)
 
     def __radd__(self, other):
+        from minillm.functional.arithmetic import Add
         return Add.apply(other, self)
 
     def __sub__(self, other):
+        from minillm.functional.arithmetic import Sub
         return Sub.apply(self, other)
 
     def __rsub__(self, other):
+        from minillm.functional.arithmetic import Sub
         return Sub.apply(other, self)
 
     def __mul__(self, other):
+        from minillm.functional.arithmetic import Mul
         return Mul.apply(self, other)
 
     def __rmul__(self, other):
+        from minillm.functional.arithmetic import Mul
         return Mul.apply(other, self)
 
     def __truediv__(self, other):
+        from minillm.functional.arithmetic import Div
         return Div.apply(self, other)
 
     def __rtruediv__(self, other):
+        from minillm.functional.arithmetic import Div
         return Div.apply(other, self)
 
     def __neg__(self):
+        from minillm.functional.arithmetic import Neg
         return Neg.apply(self)
 
     def __pow__(self, exponent):
-        if isinstance(exponent, Tensor) or not isinstance(exponent, (int, float)):
-            raise TypeError(f"x ** p needs a Python number p, got {type(exponent).__name__}")
-        return Pow.apply(self, exponent=exponent)
+        from minillm.functional.arithmetic import power
+        return power(self, exponent)
 
     def __matmul__(self, other):
+        from minillm.functional.matmul import MatMul
         return MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
+        from minillm.functional.matmul import MatMul
         return MatMul.apply(other, self)
 
     def __getitem__(self, index):
+        from minillm.functional.shape import GetItem
         return GetItem.apply(self, index=index)
 
     @property
     def T(self):
         """The transpose: all axes reversed (as NumPy's ``.T``)."""
+        from minillm.functional.shape import Transpose
         return Transpose.apply(self, axes=None)
 
     def transpose(self, *axes):
         """Permute the axes: ``x.transpose(0, 2, 1)``; no argument reverses them."""
+        from minillm.functional.shape import Transpose
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return Transpose.apply(self, axes=axes or None)
 
     def reshape(self, *shape):
+        from minillm.functional.shape import Reshape
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return Reshape.apply(self, shape=shape)
 
     def sum(self, axis=None, keepdims=False):
+        from minillm.functional.reduction import Sum
         return Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
+        from minillm.functional.reduction import Mean
         return Mean.apply(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
+        from minillm.functional.reduction import Max
         return Max.apply(self, axis=axis, keepdims=keepdims)
 
 
@@ -331,226 +352,3 @@ def _run_backward(root, root_grad):
         # release the graph: this node's saved arrays and its links to its inputs
         tensor._creator, tensor._freed = None, True
         fn.__dict__.clear()
-
-
-# ---------------------------------------------------------------- operators
-
-class Add(Function):
-    """y = a + b (broadcasting).  dy/da = dy/db = 1."""
-
-    def forward(self, a, b):
-        return a + b
-
-    def backward(self, grad):
-        return grad, grad
-
-
-class Sub(Function):
-    """y = a - b.  dy/da = 1, dy/db = -1."""
-
-    def forward(self, a, b):
-        return a - b
-
-    def backward(self, grad):
-        return grad, -grad
-
-
-class Mul(Function):
-    """y = a * b.  dy/da = b, dy/db = a."""
-
-    def forward(self, a, b):
-        self.a, self.b = a, b  # each is the other's derivative
-        return a * b
-
-    def backward(self, grad):
-        return grad * self.b, grad * self.a
-
-
-class Div(Function):
-    """y = a / b.  dy/da = 1 / b, dy/db = -a / b^2."""
-
-    def forward(self, a, b):
-        self.a, self.b = a, b
-        return a / b
-
-    def backward(self, grad):
-        grad_a = grad / self.b
-        return grad_a, -grad_a * self.a / self.b
-
-
-class Neg(Function):
-    """y = -x."""
-
-    def forward(self, x):
-        return -x
-
-    def backward(self, grad):
-        return -grad
-
-
-class Pow(Function):
-    """y = x ** p for a constant p.  dy/dx = p * x ** (p - 1)."""
-
-    def forward(self, x, exponent):
-        self.x, self.exponent = x, exponent
-        return x ** exponent
-
-    def backward(self, grad):
-        p = self.exponent
-        if p == 0:  # y = 1: no gradient (and no 0 * x ** -1 = NaN at x = 0)
-            return xp.zeros_like(grad)
-        return grad * (p * self.x ** (p - 1))
-
-
-def _check_matmul_shapes(a, b):
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul needs arrays of at least 1 dimension, got shapes "
-                         f"{_shape_text(a.shape)} and {_shape_text(b.shape)}")
-    inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
-    if a.shape[-1] != inner_b:
-        raise ValueError(
-            f"matmul shapes {_shape_text(a.shape)} and {_shape_text(b.shape)} do not align: "
-            f"the last axis of the first ({a.shape[-1]}) must equal the "
-            f"{'only' if b.ndim == 1 else 'second-to-last'} axis of the second ({inner_b})")
-
-
-class MatMul(Function):
-    """y = a @ b (batched, broadcasting over leading axes).
-
-    dL/da = dL/dy @ b^T and dL/db = a^T @ dL/dy, on the last two axes; a 1-D
-    operand is treated as a row (a) or a column (b) vector.
-    """
-
-    def forward(self, a, b):
-        _check_matmul_shapes(a, b)
-        self.a, self.b = a, b  # each is needed for the other's gradient
-        return xp.matmul(a, b)
-
-    def backward(self, grad):
-        a, b = self.a, self.b
-        a2 = a[None, :] if a.ndim == 1 else a            # (..., n, k)
-        b2 = b[:, None] if b.ndim == 1 else b            # (..., k, m)
-        if b.ndim == 1:  # b first: for 1-D @ 1-D, grad is 0-d and has no axis -2 yet
-            grad = xp.expand_dims(grad, -1)
-        if a.ndim == 1:
-            grad = xp.expand_dims(grad, -2)              # (..., n, m)
-        grad_a = xp.matmul(grad, xp.swapaxes(b2, -1, -2))  # (..., n, k)
-        grad_b = xp.matmul(xp.swapaxes(a2, -1, -2), grad)  # (..., k, m)
-        return (unbroadcast(grad_a, a2.shape).reshape(a.shape),
-                unbroadcast(grad_b, b2.shape).reshape(b.shape))
-
-
-def _index_to_arrays(index):
-    """Replace Tensors inside an index by their arrays."""
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index.data if isinstance(index, Tensor) else index
-
-
-def _is_advanced(index):
-    parts = index if isinstance(index, tuple) else (index,)
-    return any(not isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in parts)
-
-
-class GetItem(Function):
-    """y = x[index] (slices, integers, None, Ellipsis and integer arrays).
-
-    The gradient goes back to the positions that were read; an integer array
-    may read one position several times, so those gradients are added up
-    (scatter-add) instead of assigned.
-    """
-
-    def forward(self, x, index):
-        self.index = _index_to_arrays(index)
-        self.shape = x.shape  # the gradient has the input's shape
-        return x[self.index]
-
-    def backward(self, grad):
-        grad_x = xp.zeros(self.shape, dtype=grad.dtype)
-        if _is_advanced(self.index):
-            backend.scatter_add(grad_x, self.index, grad)
-        else:
-            grad_x[self.index] = grad
-        return grad_x
-
-
-class Reshape(Function):
-    """y = x.reshape(shape); the gradient is reshaped back."""
-
-    def forward(self, x, shape):
-        self.shape = x.shape
-        return x.reshape(shape)
-
-    def backward(self, grad):
-        return grad.reshape(self.shape)
-
-
-class Transpose(Function):
-    """y = x.transpose(axes); the gradient is permuted by the inverse permutation."""
-
-    def forward(self, x, axes):
-        self.axes = tuple(range(x.ndim))[::-1] if axes is None else tuple(a % x.ndim for a in axes)
-        return x.transpose(self.axes)
-
-    def backward(self, grad):
-        inverse = [0] * len(self.axes)
-        for position, axis in enumerate(self.axes):
-            inverse[axis] = position
-        return grad.transpose(inverse)
-
-
-def _normalize_axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    return tuple(a % ndim if ndim else a for a in axes)
-
-
-def _expand_reduced(grad, shape, axis, keepdims):
-    """Put back the axes a reduction removed, so ``grad`` broadcasts against ``shape``."""
-    if not keepdims:
-        for a in sorted(_normalize_axes(axis, len(shape))):
-            grad = xp.expand_dims(grad, a)
-    return grad
-
-
-class Sum(Function):
-    """y = x.sum(axis).  Every summed element gets the whole upstream gradient."""
-
-    def forward(self, x, axis, keepdims):
-        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
-        return x.sum(axis=axis, keepdims=keepdims)
-
-    def backward(self, grad):
-        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
-        return xp.broadcast_to(grad, self.shape)
-
-
-class Mean(Function):
-    """y = x.mean(axis) = x.sum(axis) / n.  Each element gets grad / n."""
-
-    def forward(self, x, axis, keepdims):
-        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
-        out = x.mean(axis=axis, keepdims=keepdims)
-        self.count = x.size // max(1, out.size)  # how many elements each mean averaged
-        return out
-
-    def backward(self, grad):
-        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
-        return xp.broadcast_to(grad / self.count, self.shape)
-
-
-class Max(Function):
-    """y = x.max(axis).  The gradient goes to the maximal element(s); ties share it equally."""
-
-    def forward(self, x, axis, keepdims):
-        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
-        out = x.max(axis=axis, keepdims=True)
-        self.is_max = x == out  # where the gradient goes
-        return out if keepdims else xp.squeeze(out, axis=_normalize_axes(axis, x.ndim))
-
-    def backward(self, grad):
-        grad = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
-        share = self.is_max.astype(grad.dtype)
-        share /= share.sum(axis=self.axis, keepdims=True)
-        return grad * share

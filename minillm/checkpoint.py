@@ -218,7 +218,7 @@ def restore(ckpt, optimizer_factory=None):
     param_groups_for_weight_decay(m, 0.1))``); its state is then loaded from
     ``ckpt["optimizer"]``. Without a factory the optimizer is None.
     """
-    from minillm.model import GPT, GPTConfig   # here, not at the top: checkpoint stays model-agnostic
+    from minillm.models import GPT, GPTConfig   # here, not at the top: checkpoint stays model-agnostic
 
     model = GPT(GPTConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])

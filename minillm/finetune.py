@@ -80,7 +80,7 @@ def split_plays(text):
 
 def pretrain_base(train_ids, val_ids, model_config, train_config, seed=0, **trainer_kwargs):
     """A GPT pretrained from scratch on ``train_ids`` (for demos without a checkpoint)."""
-    from minillm.model import GPT
+    from minillm.models import GPT
 
     model = GPT(model_config, seed=seed)
     continued_pretraining(model, train_ids, val_ids, train_config, **trainer_kwargs)

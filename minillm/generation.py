@@ -35,7 +35,7 @@ the loop ends as soon as every row is finished. For a batch of one this simply
 stops early, the stop token included. Rows keep drawing their uniform numbers
 while padded, so each row's tokens before its stop do not depend on the others.
 
-This module never imports ``minillm.model``: it receives the model object and
+This module never imports ``minillm.models``: it receives the model object and
 uses ``model(idx, cache=..., last_only=True)``, ``model.config.block_size``, ``.vocab_size``,
 ``.n_layer`` and ``model.training`` / ``model.train(mode)``.
 """

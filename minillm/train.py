@@ -278,7 +278,7 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, ckpt, train_ids, val_ids, iters=None, **kwargs):
         """A fresh GPT, optimizer and generators in the state of ``ckpt``; ``iters`` may extend the run."""
-        from minillm.model import GPT, GPTConfig   # here: the loop itself works with any such model
+        from minillm.models import GPT, GPTConfig   # here: the loop itself works with any such model
 
         config = TrainConfig(**ckpt["train_config"])
         if iters is not None:

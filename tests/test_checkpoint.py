@@ -152,7 +152,7 @@ def test_save_rejects_reserved_and_unserialisable_extras(tmp_path):
 
 def test_restore_rebuilds_a_gpt_and_its_optimizer(tmp_path):
     import minillm.functional as F
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     from minillm.optim import AdamW, param_groups_for_weight_decay
 
     def make_optimizer(model):

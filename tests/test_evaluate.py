@@ -12,7 +12,7 @@ from minillm import Tensor, backend
 from minillm.backend import xp
 from minillm.evaluate import (classify, evaluate_lm, perplexity, sequence_logprob, token_logprobs,
                               window_plan)
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.tokenizers import CharTokenizer
 
 

@@ -356,6 +356,21 @@ def test_attention_causal_prefix_and_dropout(inputs, dropout_p, seed):
     check_gradients(fn, q, k, v, seed=seed)
 
 
+@settings(max_examples=SOME)
+@given(inputs=attention_inputs(), bias_axes=st.sampled_from(["full", "keys", "heads"]),
+       scale=st.sampled_from([None, 1.0, 0.3]), seed=seeds())
+def test_attention_bias_and_scale_gradients(inputs, bias_axes, scale, seed):
+    """A learned additive bias (T5's relative positions) gets dS, summed over its broadcast axes."""
+    causal, q, k, v = inputs
+    scores = q.shape[:-1] + (k.shape[-2],)
+    shape = {"full": scores, "keys": scores[:-2] + (1, scores[-1]), "heads": scores[-2:]}[bias_axes]
+    bias = normal(seed + 3, shape)
+
+    def fn(q, k, v, bias):
+        return F.scaled_dot_product_attention(q, k, v, causal=causal, bias=bias, scale=scale)
+    check_gradients(fn, q, k, v, bias, seed=seed)
+
+
 # ---------------------------------------------------------------- invariants
 
 def test_softmax_rows_sum_to_one_and_ignore_a_shift():
@@ -438,6 +453,20 @@ def test_attention_matches_brute_force_with_bottom_right_mask(inputs):
     causal, q, k, v = inputs
     out = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal)
     numpy.testing.assert_allclose(host(out), reference_attention(q, k, v, causal), rtol=1e-10, atol=1e-12)
+
+
+def test_attention_with_a_padding_mask_and_scale_matches_brute_force():
+    q, k, v = normal(0, (2, 2, 3, 4)), normal(1, (2, 2, 5, 4)), normal(2, (2, 2, 5, 4))
+    keep = numpy.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=bool)    # row 0: 2 padded keys
+    bias = numpy.where(keep, 0.0, -numpy.inf)[:, None, None, :]         # (B, 1, 1, Tk)
+    out = host(F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=False, bias=bias, scale=1.0))
+    expected = reference_attention(q[0:1] * 2.0, k[0:1, :, :3], v[0:1, :, :3], causal=False)  # D = 4: 2 = sqrt(D)
+    numpy.testing.assert_allclose(out[0:1], expected, rtol=1e-10, atol=1e-12)
+    numpy.testing.assert_allclose(out[1:], reference_attention(q[1:] * 2.0, k[1:], v[1:], causal=False),
+                                  rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"attention bias of shape \(3, 3\) does not broadcast to the scores' "
+                                         r"shape \(2, 2, 3, 5\)"):
+        F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=False, bias=numpy.zeros((3, 3)))
 
 
 def test_causal_attention_output_at_t_ignores_later_inputs():

@@ -6,7 +6,7 @@ import pytest
 
 from minillm import backend, generation, no_grad, sampling
 from minillm.backend import xp
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 
 
 def host(a):

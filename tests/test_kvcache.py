@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from minillm import backend, generation, no_grad
 from minillm.backend import xp
 from minillm.kvcache import KVCache
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 
 
 def host(a):

@@ -8,7 +8,7 @@ import pytest
 from minillm import backend, no_grad
 from minillm import functional as F
 from minillm.kvcache import KVCache
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW
 
 TINY = dict(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
@@ -339,7 +339,7 @@ STEPS = 150
 def test_last_only_logits_equal_the_last_row_of_the_full_forward():
     import numpy
     from minillm import no_grad
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, dtype="float64"), seed=4)
     idx = numpy.random.default_rng(0).integers(0, 11, size=(3, 8))
     with no_grad():

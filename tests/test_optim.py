@@ -5,7 +5,7 @@ import numpy
 import pytest
 
 from minillm import backend
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.nn import Parameter
 from minillm.optim import (AdamW, SGD, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr)
 

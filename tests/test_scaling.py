@@ -60,7 +60,7 @@ def test_config_errors_name_the_field():
        n_head=st.integers(1, 3), head_dim=st.integers(1, 4), bias=st.booleans())
 def test_exact_count_equals_the_real_models_parameters(vocab_size, block_size, n_layer, n_head,
                                                         head_dim, bias):
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
                        n_head=n_head, n_embd=n_head * head_dim, bias=bias)
     model = GPT(config)
@@ -192,7 +192,7 @@ def test_measured_bytes_sum_parameters_gradients_and_optimizer_state():
 
 def test_measured_bytes_of_a_real_gpt_match_the_formula_for_full_and_frozen_training():
     import minillm.functional as F
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     from minillm.optim import AdamW
 
     def one_step(model):
@@ -222,7 +222,7 @@ def test_measured_bytes_of_a_real_gpt_match_the_formula_for_full_and_frozen_trai
 def test_lora_count_and_measured_bytes_match_apply_lora(rank, targets):
     import minillm.functional as F
     from minillm.lora import apply_lora
-    from minillm.model import GPT, GPTConfig
+    from minillm.models import GPT, GPTConfig
     from minillm.optim import AdamW
 
     config = GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=8)

@@ -11,7 +11,7 @@ import pytest
 
 from minillm import backend, checkpoint, text_data
 from minillm import train as train_module
-from minillm.model import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import Progress, format_duration
 from minillm.train import TrainConfig, Trainer, TrainingDiverged

@@ -1,8 +1,10 @@
 """Every differentiable op of minillm, one concept per file.
 
+    arithmetic      + - * / ** and unary - (the Functions behind Tensor's operators)
+    matmul          a @ b, batched, broadcasting
     elementwise     exp, log, tanh, sqrt, relu, gelu, where, masked_fill
-    reduction       sum, mean, max, matmul (Functions defined in autograd.py)
-    shape           reshape, transpose/permute, getitem, concat, stack, split
+    reduction       sum, mean, max
+    shape           getitem, reshape, transpose/permute, concat, stack, split
     linear          linear: x W + b, fused
     embedding       embedding: table lookup with scatter-add backward
     softmax         softmax, log_softmax, fused
@@ -12,7 +14,8 @@
     attention       scaled_dot_product_attention, fused, causal, KV prefix
 """
 from minillm.functional.elementwise import exp, log, tanh, sqrt, relu, gelu, where, masked_fill
-from minillm.functional.reduction import sum, mean, max, matmul
+from minillm.functional.reduction import sum, mean, max
+from minillm.functional.matmul import matmul
 from minillm.functional.shape import reshape, transpose, permute, getitem, concat, stack, split
 from minillm.functional.linear import linear
 from minillm.functional.embedding import embedding, check_token_ids

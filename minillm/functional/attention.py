@@ -24,12 +24,20 @@ because O = P V, so sum_j (G V^T)_ij P_ij = sum_d G_id O_id; FlashAttention's
 When Tk > Tq the first Tk - Tq keys are a cached prefix (the KV cache): query i
 is at absolute position i + (Tk - Tq). Optional dropout on P (GPT-2's
 attn_pdrop) multiplies P by a scaled Bernoulli mask M: O = (P*M) V.
+
+Two options serve the other families. ``bias`` is added to the scores,
+S = Q K^T * scale + bias, broadcast to (B, H, Tq, Tk): a padding mask (BERT:
+-inf at padded keys, a constant) or a learned relative-position bias (T5; its
+gradient is dS, summed over the broadcast axes by the engine). ``scale``
+replaces 1/sqrt(D) (T5 does not scale its scores: scale=1). A query row whose
+every key is masked has no softmax (0/0); a mask must leave each query a key.
 """
 import math
 
 from minillm import backend
-from minillm.autograd import Function, _shape_text
+from minillm.autograd import Function
 from minillm.backend import xp
+from minillm.shapes import shape_text
 
 
 def causal_bias(t_query, t_key, dtype):
@@ -41,10 +49,13 @@ def causal_bias(t_query, t_key, dtype):
 
 class ScaledDotProductAttention(Function):
 
-    def forward(self, q, k, v, causal, dropout_p, rng):
-        self.scale = 1.0 / math.sqrt(q.shape[-1])
+    def forward(self, q, k, v, bias=None, causal=True, dropout_p=0.0, rng=None, scale=None):
+        self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        self.has_bias = bias is not None
         q = q * self.scale                                          # (B, H, Tq, D), Q / sqrt(D)
         s = xp.matmul(q, xp.swapaxes(k, -1, -2))                   # (B, H, Tq, Tk)
+        if bias is not None:
+            s += bias                                               # broadcast to (B, H, Tq, Tk)
         if causal:
             s += causal_bias(q.shape[-2], k.shape[-2], s.dtype)
         s -= s.max(axis=-1, keepdims=True)                          # softmax, in place
@@ -75,20 +86,33 @@ class ScaledDotProductAttention(Function):
         grad_q = xp.matmul(grad_p, k)                               # (B, H, Tq, D)
         grad_q *= self.scale
         grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, H, Tk, D), q already scaled
+        if self.has_bias:  # dL/dbias = dS (the engine sums it over bias's broadcast axes)
+            return grad_q, grad_k, grad_v, grad_p
         return grad_q, grad_k, grad_v
 
 
-def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, rng=None):
-    """softmax(Q K^T / sqrt(D) + mask) V on (B, n_head, T, head_dim) tensors.
+def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, rng=None, bias=None, scale=None):
+    """softmax(Q K^T * scale + bias + mask) V on (B, n_head, T, head_dim) tensors.
 
     k and v may be longer than q (a cached prefix of keys comes first); the
-    causal mask lets query i see keys 0 .. i + (Tk - Tq).
+    causal mask lets query i see keys 0 .. i + (Tk - Tq). ``bias`` (a Tensor
+    or array broadcastable to (B, H, Tq, Tk)) is added to the scores and gets
+    a gradient when it requires one; ``scale`` defaults to 1 / sqrt(head_dim).
     """
     if q.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"attention shapes do not fit: q {_shape_text(q.shape)}, k {_shape_text(k.shape)}, "
-                         f"v {_shape_text(v.shape)}; expected q (..., Tq, D) and k, v (..., Tk, D)")
+        raise ValueError(f"attention shapes do not fit: q {shape_text(q.shape)}, k {shape_text(k.shape)}, "
+                         f"v {shape_text(v.shape)}; expected q (..., Tq, D) and k, v (..., Tk, D)")
     if causal and k.shape[-2] < q.shape[-2]:
         raise ValueError(f"causal attention needs at least as many keys ({k.shape[-2]}) as queries ({q.shape[-2]})")
     if dropout_p > 0.0 and rng is None:
         raise ValueError("attention dropout needs an explicit rng")
-    return ScaledDotProductAttention.apply(q, k, v, causal=causal, dropout_p=dropout_p, rng=rng)
+    options = dict(causal=causal, dropout_p=dropout_p, rng=rng, scale=scale)
+    if bias is None:
+        return ScaledDotProductAttention.apply(q, k, v, **options)
+    scores_shape = q.shape[:-1] + (k.shape[-2],)
+    fits = len(bias.shape) <= len(scores_shape) and all(
+        b in (1, s) for b, s in zip(bias.shape[::-1], scores_shape[::-1]))
+    if not fits:
+        raise ValueError(f"attention bias of shape {shape_text(bias.shape)} does not broadcast to the scores' "
+                         f"shape {shape_text(scores_shape)} (..., Tq, Tk)")
+    return ScaledDotProductAttention.apply(q, k, v, bias, **options)

@@ -14,16 +14,17 @@ multiplication, softmax(u) * s = e * (s / z), for the per-row factor
 s = [t is kept] * dL/dloss / N.
 """
 from minillm import backend
-from minillm.autograd import Function, Tensor, _shape_text
+from minillm.autograd import Function, Tensor
 from minillm.backend import xp
+from minillm.shapes import shape_text
 
 
 def _check_targets(targets, logits_shape, ignore_index):
     if not backend.is_integer(targets):
         raise TypeError(f"cross_entropy targets must be integers, got {targets.dtype}")
     if targets.shape != logits_shape[:-1]:
-        raise ValueError(f"cross_entropy targets have shape {_shape_text(targets.shape)}, expected "
-                         f"{_shape_text(logits_shape[:-1])} (the logits' shape without the vocabulary axis)")
+        raise ValueError(f"cross_entropy targets have shape {shape_text(targets.shape)}, expected "
+                         f"{shape_text(logits_shape[:-1])} (the logits' shape without the vocabulary axis)")
     vocab = logits_shape[-1]
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= vocab))
     if bool(bad.any()):

@@ -8,13 +8,14 @@ three products is one large matrix multiplication:
 
 A gradient no input needs (a frozen weight, as in LoRA) is not computed.
 """
-from minillm.autograd import Function, _check_matmul_shapes, _shape_text
+from minillm.autograd import Function
+from minillm.shapes import check_matmul_shapes, shape_text
 
 
 class Linear(Function):
 
     def forward(self, x, weight, bias=None):
-        _check_matmul_shapes(x, weight)
+        check_matmul_shapes(x, weight)
         self.x, self.weight = x, weight  # x for dL/dW, W for dL/dx
         self.has_bias = bias is not None
         y = x.reshape(-1, x.shape[-1]) @ weight                        # (N, out)
@@ -35,10 +36,10 @@ def linear(x, weight, bias=None):
     """y = x @ weight + bias, with weight of shape (in_features, out_features)."""
     if weight.ndim != 2:
         raise ValueError("linear weight must be 2-D (in_features, out_features), "
-                         f"got shape {_shape_text(weight.shape)}")
+                         f"got shape {shape_text(weight.shape)}")
     if bias is not None and tuple(bias.shape) != (weight.shape[1],):
-        raise ValueError(f"linear bias has shape {_shape_text(bias.shape)}, expected "
-                         f"{_shape_text((weight.shape[1],))} (out_features)")
+        raise ValueError(f"linear bias has shape {shape_text(bias.shape)}, expected "
+                         f"{shape_text((weight.shape[1],))} (out_features)")
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)

@@ -1,7 +1,69 @@
-"""Shape ops: they move numbers around without changing them, so their
-backward moves the gradient back to where each number came from."""
-from minillm.autograd import Function, Tensor, Transpose, Reshape, GetItem
+"""Shape ops: indexing, reshape, transpose, concatenation. They move numbers
+around without changing them, so each backward moves the gradient back to
+where each number came from (``Tensor[...]``, ``.reshape``, ``.T`` and
+``.transpose`` call the Functions of this file)."""
+from minillm import backend
+from minillm.autograd import Function, Tensor
 from minillm.backend import xp
+
+
+def _index_to_arrays(index):
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index.data if isinstance(index, Tensor) else index
+
+
+def _is_advanced(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(not isinstance(i, (int, slice, type(None), type(Ellipsis))) for i in parts)
+
+
+class GetItem(Function):
+    """y = x[index] (slices, integers, None, Ellipsis and integer arrays).
+
+    The gradient goes back to the positions that were read; an integer array
+    may read one position several times, so those gradients are added up
+    (scatter-add) instead of assigned.
+    """
+
+    def forward(self, x, index):
+        self.index = _index_to_arrays(index)
+        self.shape = x.shape  # the gradient has the input's shape
+        return x[self.index]
+
+    def backward(self, grad):
+        grad_x = xp.zeros(self.shape, dtype=grad.dtype)
+        if _is_advanced(self.index):
+            backend.scatter_add(grad_x, self.index, grad)
+        else:
+            grad_x[self.index] = grad
+        return grad_x
+
+
+class Reshape(Function):
+    """y = x.reshape(shape); the gradient is reshaped back."""
+
+    def forward(self, x, shape):
+        self.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, grad):
+        return grad.reshape(self.shape)
+
+
+class Transpose(Function):
+    """y = x.transpose(axes); the gradient is permuted by the inverse permutation."""
+
+    def forward(self, x, axes):
+        self.axes = tuple(range(x.ndim))[::-1] if axes is None else tuple(a % x.ndim for a in axes)
+        return x.transpose(self.axes)
+
+    def backward(self, grad):
+        inverse = [0] * len(self.axes)
+        for position, axis in enumerate(self.axes):
+            inverse[axis] = position
+        return grad.transpose(inverse)
 
 
 def reshape(x, shape):

@@ -1,8 +1,11 @@
-"""Hugging Face GPT-2 folders: ``config.json`` + ``model.safetensors``, read and written.
+"""The GPT-2 converter: Hugging Face GPT-2 folders <-> ``minillm.models.GPT``.
 
-This is a *format* module: it turns a folder into (config dict, state dict of
-NumPy arrays) and back, and never builds a model (``GPT.from_pretrained`` and
-``GPT.save_pretrained`` in ``model.py`` call it).
+A converter is the two things a format needs to know about one family: how
+config.json's keys map onto the model's config, and how the file's tensor
+names map onto the model's parameter names. The files themselves (reading
+config.json, model.safetensors and its shards; writing them) are
+``minillm.hf.files``; ``minillm.hf.load`` / ``save`` pick this module through
+the registry in ``minillm/hf/__init__.py``.
 
 Names. minillm's parameter names are GPT-2's own: ``wte.weight``,
 ``wpe.weight``, ``h.{i}.ln_1.weight``, ``h.{i}.attn.c_attn.weight``, ...,
@@ -28,17 +31,15 @@ embedding, scaled dot-product attention. Anything else is a ``ValueError``
 that names the setting.
 """
 import dataclasses
-import json
-import os
 
 import numpy as np
 
 from minillm import backend
-from minillm.tokenizers.gpt2_files import read_json_object
+from minillm.hf import files
+from minillm.models.gpt2 import GPT, GPTConfig
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-SHARD_INDEX_NAME = "model.safetensors.index.json"
+MODEL_CLASS = GPT
+MODEL_TYPE = "gpt2"
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # two names for GPT-2's tanh-approximated GELU
 _LAYER_PARAMS = (  # (name, shape in units of C) for each block
     ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
@@ -64,7 +65,7 @@ def expected_shapes(config):
 
 # --- config.json -------------------------------------------------------------
 
-def config_from_hf(hf, path=CONFIG_NAME):
+def config_from_hf(hf, path=files.CONFIG_NAME):
     """GPT-2 config.json dict -> minillm config dict, or a ValueError naming what is unsupported."""
     model_type = hf.get("model_type")
     archs = hf.get("architectures") or []
@@ -153,34 +154,7 @@ def config_to_hf(config, bos_token_id=None, eos_token_id=None):
 
 # --- model.safetensors -------------------------------------------------------
 
-def _load_safetensors(path):
-    from safetensors.numpy import load_file
-    try:
-        return load_file(path)
-    except Exception as e:  # the Rust library raises its own SafetensorError type
-        raise ValueError(f"{path} is not a readable safetensors file "
-                         f"(truncated or corrupt?): {e}") from None
-
-
-def _load_weights(directory):
-    path = os.path.join(directory, WEIGHTS_NAME)
-    if os.path.isfile(path):
-        return _load_safetensors(path)
-    index = os.path.join(directory, SHARD_INDEX_NAME)
-    if os.path.isfile(index):  # large checkpoints are split into shards listed in an index
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        tensors = {}
-        for shard in shards:
-            tensors.update(_load_safetensors(os.path.join(directory, shard)))
-        return tensors
-    hint = ""
-    if os.path.isfile(os.path.join(directory, "pytorch_model.bin")):
-        hint = " (pytorch_model.bin is a pickle, which minillm never loads; use the safetensors file)"
-    raise FileNotFoundError(f"{WEIGHTS_NAME} not found in {directory}{hint}")
-
-
-def state_from_hf(tensors, config, path=WEIGHTS_NAME):
+def state_from_hf(tensors, config, path=files.WEIGHTS_NAME):
     """Hugging Face tensor names -> minillm names; checks names and shapes against ``config``."""
     state, lm_head = {}, None
     for name, array in tensors.items():
@@ -214,16 +188,10 @@ def read_gpt2(directory):
     n_layer, n_head, n_embd, bias=True, dropout=0.0); state_dict maps minillm's
     parameter names to NumPy arrays in the file's dtype.
     """
-    directory = os.fspath(directory)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"model directory not found: {directory}")
-    config_path = os.path.join(directory, CONFIG_NAME)
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"{CONFIG_NAME} not found in {directory}")
-    hf = read_json_object(config_path, "a JSON object")
+    hf, config_path = files.read_config(directory)
     config = config_from_hf(hf, config_path)
-    tensors = _load_weights(directory)
-    return config, state_from_hf(tensors, config, os.path.join(directory, WEIGHTS_NAME))
+    tensors = files.read_tensors(directory)
+    return config, state_from_hf(tensors, config, files.weights_path(directory))
 
 
 def write_gpt2(directory, config, state_dict, dtype="float32", bos_token_id=None, eos_token_id=None):
@@ -235,7 +203,6 @@ def write_gpt2(directory, config, state_dict, dtype="float32", bos_token_id=None
     dtype). A model without biases (``bias=False``) is written with zero biases, which
     computes the same function. ``lm_head.weight``, if given, must equal ``wte.weight``.
     """
-    from safetensors.numpy import save_file
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
     has_bias = bool(config.get("bias", True))
@@ -255,10 +222,17 @@ def write_gpt2(directory, config, state_dict, dtype="float32", bos_token_id=None
     tensors = state_from_hf(state, config, "state_dict")
     out = {n: np.ascontiguousarray(a if dtype is None else a.astype(dtype, copy=False))
            for n, a in tensors.items()}
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-        json.dump(hf, f, indent=2, sort_keys=True)
-        f.write("\n")
-    # transformers checks the "format" metadata before loading a safetensors file
-    save_file(out, os.path.join(directory, WEIGHTS_NAME), metadata={"format": "pt"})
+    files.write_folder(directory, hf, out)
+
+
+def load(directory, dtype="float32", cls=GPT):
+    """A ``GPT`` (or subclass ``cls``) from a Hugging Face GPT-2 folder."""
+    config_dict, state = read_gpt2(directory)
+    model = cls(GPTConfig.from_dict({**config_dict, "dtype": dtype}))
+    model.load_state_dict(state)
+    return model
+
+
+def save(model, directory):
+    """Write ``model`` (a GPT) as config.json + model.safetensors in the GPT-2 layout."""
+    write_gpt2(directory, model.config.to_dict(), model.state_dict())

@@ -26,12 +26,13 @@ import json
 import math
 import numbers
 
-from minillm import backend, hf
+from minillm import backend
 from minillm import functional as F
-from minillm.autograd import Tensor, is_grad_enabled, _shape_text
+from minillm.autograd import Tensor, is_grad_enabled
 from minillm.backend import xp
-from minillm.generation import generate as _generate
-from minillm.nn import Module, ModuleList, Linear, Embedding, LayerNorm, Dropout
+from minillm.nn import Module, ModuleList, Linear, Embedding, LayerNorm, Dropout, MLP
+from minillm.nn.attention import MultiHeadAttention, split_fused_heads
+from minillm.shapes import shape_text
 
 DTYPES = ("float32", "float64")
 
@@ -104,47 +105,23 @@ class GPTConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-class CausalSelfAttention(Module):
-    """Multi-head causal self-attention with a fused qkv projection c_attn (C, 3C)."""
+class CausalSelfAttention(MultiHeadAttention):
+    """GPT-2's attention: the shared core with a fused qkv projection c_attn (C, 3C)
+    and an output projection c_proj (C, C) followed by residual dropout."""
 
     def __init__(self, config, layer_index, rng, dropout_rng):
-        super().__init__()
+        super().__init__(config.n_head, causal=True, dropout=config.dropout, dropout_rng=dropout_rng,
+                         layer_index=layer_index)
         C, dtype = config.n_embd, config.dtype
-        self.layer_index = layer_index               # which KV-cache layer this one reads and writes
-        self.n_head = config.n_head
-        self.dropout_p = config.dropout
-        self.dropout_rng = dropout_rng
         self.c_attn = Linear(C, 3 * C, config.bias, rng, 0.02, dtype)
         self.c_proj = Linear(C, C, config.bias, rng, 0.02 / math.sqrt(2 * config.n_layer), dtype)
         self.resid_dropout = Dropout(config.dropout, dropout_rng)
 
-    def forward(self, x, cache=None):
-        B, T, C = x.shape
-        H = self.n_head
-        qkv = self.c_attn(x)                                             # (B, T, 3C)
-        qkv = qkv.reshape(B, T, 3, H, C // H).transpose(2, 0, 3, 1, 4)   # (3, B, H, T, D)
-        q, k, v = qkv[0], qkv[1], qkv[2]                                 # (B, H, T, D) each
-        if cache is not None:  # attend over the cached prefix followed by the new keys/values
-            k_all, v_all = cache.update(self.layer_index, k.data, v.data)  # (B, H, Tk, D)
-            k, v = Tensor(k_all), Tensor(v_all)
-        p = self.dropout_p if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, causal=True, dropout_p=p, rng=self.dropout_rng)  # (B, H, T, D)
-        y = y.transpose(0, 2, 1, 3).reshape(B, T, C)                     # (B, T, C) heads side by side
+    def project(self, x):
+        return split_fused_heads(self.c_attn(x), 3, self.n_head)        # q, k, v: (B, H, T, D) each
+
+    def output(self, y):
         return self.resid_dropout(self.c_proj(y))                        # (B, T, C)
-
-
-class MLP(Module):
-    """c_proj(gelu(c_fc(x))): C -> 4C -> C."""
-
-    def __init__(self, config, rng, dropout_rng):
-        super().__init__()
-        C, dtype = config.n_embd, config.dtype
-        self.c_fc = Linear(C, 4 * C, config.bias, rng, 0.02, dtype)
-        self.c_proj = Linear(4 * C, C, config.bias, rng, 0.02 / math.sqrt(2 * config.n_layer), dtype)
-        self.dropout = Dropout(config.dropout, dropout_rng)
-
-    def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))          # (B, T, C)
 
 
 class Block(Module):
@@ -155,7 +132,8 @@ class Block(Module):
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
         self.attn = CausalSelfAttention(config, layer_index, rng, dropout_rng)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
-        self.mlp = MLP(config, rng, dropout_rng)
+        self.mlp = MLP(config.n_embd, 4 * config.n_embd, config.bias, rng, 0.02,
+                       0.02 / math.sqrt(2 * config.n_layer), config.dropout, dropout_rng, F.gelu, config.dtype)
 
     def forward(self, x, cache=None):
         x = x + self.attn(self.ln_1(x), cache)                           # (B, T, C)
@@ -192,7 +170,7 @@ class GPT(Module):
             idx = idx.data
         idx = xp.asarray(idx)
         if idx.ndim != 2:
-            raise ValueError(f"idx must be a 2-D array (batch, time) of token ids, got shape {_shape_text(idx.shape)}")
+            raise ValueError(f"idx must be a 2-D array (batch, time) of token ids, got shape {shape_text(idx.shape)}")
         T = idx.shape[1]
         if T == 0:
             raise ValueError("idx has no tokens (sequence length 0)")
@@ -255,21 +233,23 @@ class GPT(Module):
                  use_cache=True, stop=None, slide_keep=None):
         """Continue ``idx`` (B, T) by ``max_new_tokens`` sampled tokens -> (B, T + new).
 
-        Thin hook: the decoding loop (and its documentation) is ``minillm.generation.generate``.
+        Thin hook: the decoding loop (and its documentation) is ``minillm.generation.generate``,
+        imported here because decoding is a layer above the model.
         """
-        return _generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        from minillm.generation import generate
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          seed=seed, use_cache=use_cache, stop=stop, slide_keep=slide_keep)
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):
-        """A GPT from a Hugging Face GPT-2 folder (config.json + model.safetensors);
-        reading and name mapping are ``minillm.hf.read_gpt2``."""
-        config_dict, state = hf.read_gpt2(directory)
-        config = GPTConfig.from_dict({**config_dict, "dtype": dtype})
-        model = cls(config)
-        model.load_state_dict(state)
-        return model
+        """A GPT from a Hugging Face GPT-2 folder (config.json + model.safetensors).
+
+        The file format lives in ``minillm.hf`` (imported here: formats know
+        models, models know no format)."""
+        from minillm.hf import gpt2
+        return gpt2.load(directory, dtype=dtype, cls=cls)
 
     def save_pretrained(self, directory):
-        """Write config.json + model.safetensors in the Hugging Face GPT-2 layout."""
-        hf.write_gpt2(directory, self.config.to_dict(), self.state_dict())
+        """Write config.json + model.safetensors in the Hugging Face GPT-2 layout (``minillm.hf``)."""
+        from minillm.hf import gpt2
+        gpt2.save(self, directory)

@@ -20,15 +20,16 @@ listed once, under the first name that reaches it.
 Freezing is one flag: ``p.requires_grad = False`` keeps ``p`` out of the graph
 (no gradient is computed for it) and the optimizers skip it.
 
-Initial weights are drawn on the host from a seeded ``numpy.random.Generator``
-(``backend.random_normal``) so that NumPy and CuPy start from identical numbers.
+The layers built on it are in ``layers.py`` (Linear, Embedding, LayerNorm,
+Dropout) and the blocks every model family is assembled from in
+``attention.py`` and ``mlp.py``.
 """
 from collections import namedtuple
 
 from minillm import backend
-from minillm import functional as F
-from minillm.autograd import Tensor, _shape_text
+from minillm.autograd import Tensor
 from minillm.backend import xp
+from minillm.shapes import shape_text
 
 LoadResult = namedtuple("LoadResult", ["missing", "unexpected"])
 
@@ -40,7 +41,7 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=requires_grad)
 
     def __repr__(self):
-        return f"Parameter(shape={_shape_text(self.shape)}, dtype={self.dtype}, requires_grad={self.requires_grad})"
+        return f"Parameter(shape={shape_text(self.shape)}, dtype={self.dtype}, requires_grad={self.requires_grad})"
 
 
 class Module:
@@ -148,7 +149,7 @@ class Module:
             if unexpected:
                 parts.append(f"unexpected entries {unexpected}")
             raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts))
-        wrong = [f"{name}: expected shape {_shape_text(params[name].shape)}, given {_shape_text(state[name].shape)}"
+        wrong = [f"{name}: expected shape {shape_text(params[name].shape)}, given {shape_text(state[name].shape)}"
                  for name in params if name in state and tuple(state[name].shape) != params[name].shape]
         if wrong:
             raise ValueError(f"load_state_dict into {type(self).__name__}: mis-shaped entries: " + "; ".join(wrong))
@@ -180,79 +181,3 @@ class ModuleList(Module):
 
     def __iter__(self):
         return iter(self._members.values())
-
-
-def _rng(rng):
-    """A host generator from a seed (int, default 0) or an existing Generator."""
-    return backend.host_rng(0 if rng is None else rng)
-
-
-class Linear(Module):
-    """h = x W + b with W of shape (in_features, out_features) (GPT-2's layout).
-
-    W ~ N(0, std^2) drawn from ``rng`` (a seed or a numpy Generator), b = 0.
-    """
-
-    def __init__(self, in_features, out_features, bias=True, rng=None, std=0.02, dtype="float32"):
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(backend.random_normal(_rng(rng), (in_features, out_features), std, dtype))
-        self.bias = Parameter(xp.zeros(out_features, dtype=dtype)) if bias else None
-
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)                     # (..., out_features)
-
-    def __repr__(self):
-        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
-
-
-class Embedding(Module):
-    """A (num_embeddings, embedding_dim) table; ``forward(ids)`` picks rows. W ~ N(0, std^2)."""
-
-    def __init__(self, num_embeddings, embedding_dim, rng=None, std=0.02, dtype="float32"):
-        super().__init__()
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(backend.random_normal(_rng(rng), (num_embeddings, embedding_dim), std, dtype))
-
-    def forward(self, ids):
-        return F.embedding(ids, self.weight)                           # (..., embedding_dim)
-
-    def __repr__(self):
-        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
-
-
-class LayerNorm(Module):
-    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axis; weight 1, bias 0."""
-
-    def __init__(self, n_features, eps=1e-5, bias=True, dtype="float32"):
-        super().__init__()
-        self.eps = eps
-        self.weight = Parameter(xp.ones(n_features, dtype=dtype))
-        self.bias = Parameter(xp.zeros(n_features, dtype=dtype)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight, self.bias, eps=self.eps)   # (..., n_features)
-
-    def __repr__(self):
-        return f"LayerNorm({self.weight.shape[0]}, eps={self.eps})"
-
-
-class Dropout(Module):
-    """Inverted dropout with probability ``p`` in training mode; the identity in eval mode.
-
-    ``rng`` is a seed (int or None) for ``backend.device_rng`` or a generator
-    to share (a model may hand one generator to all its dropouts).
-    """
-
-    def __init__(self, p=0.0, rng=None):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability p must be in [0, 1), got {p}")
-        self.p = p
-        self.rng = rng if rng is not None and not isinstance(rng, int) else backend.device_rng(rng)
-
-    def forward(self, x):
-        return F.dropout(x, self.p, training=self.training, rng=self.rng)
-
-    def __repr__(self):
-        return f"Dropout(p={self.p})"

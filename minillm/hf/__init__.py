@@ -1,0 +1,46 @@
+"""Hugging Face model folders (config.json + model.safetensors), for every family.
+
+    model = minillm.hf.load(directory)       # the family named by config.json's "model_type"
+    minillm.hf.save(model, directory)        # a folder that transformers' Auto classes load
+
+    files       reading and writing the folder's files (no family knowledge)
+    gpt2        the GPT-2 converter: config keys and tensor names
+
+A converter is a module with ``MODEL_CLASS``, ``load(directory, dtype)`` and
+``save(model, directory)``. Adding a family is a file ``hf/<family>.py`` and
+one line in ``CONVERTERS``. Converters are imported on first use, so
+``import minillm.hf`` loads no model it is not asked for.
+"""
+import importlib
+
+from minillm.hf import files
+
+CONVERTERS = {  # config.json "model_type" -> the converter module
+    "gpt2": "minillm.hf.gpt2",
+}
+
+
+def converter(model_type):
+    """The converter module for ``model_type``, or a ValueError naming the supported ones."""
+    if model_type not in CONVERTERS:
+        raise ValueError(f"model_type {model_type!r} is not supported; minillm reads "
+                         f"{', '.join(repr(t) for t in CONVERTERS)}")
+    return importlib.import_module(CONVERTERS[model_type])
+
+
+def load(directory, dtype="float32"):
+    """The model in a Hugging Face folder, of the family its config.json names."""
+    config, path = files.read_config(directory)
+    if "model_type" not in config:
+        raise ValueError(f"{path} has no \"model_type\"; expected one of {sorted(CONVERTERS)}")
+    return converter(config["model_type"]).load(directory, dtype=dtype)
+
+
+def save(model, directory):
+    """Write ``model`` as config.json + model.safetensors, with its family's converter."""
+    for model_type in CONVERTERS:
+        module = converter(model_type)
+        if isinstance(model, module.MODEL_CLASS):
+            return module.save(model, directory)
+    raise TypeError(f"minillm.hf.save: no converter for a {type(model).__name__}; "
+                    f"supported model types: {sorted(CONVERTERS)}")
