@@ -3,6 +3,7 @@
     python demos/train_shakespeare.py                    # the defaults: about 5 minutes on 2 cores
     python demos/train_shakespeare.py --iters 200        # a quick look
     python demos/train_shakespeare.py --resume           # continue out/shakespeare/ckpt.npz
+    mpiexec -n 2 python demos/train_shakespeare.py       # data parallel: 2 ranks, 6 of the 12 rows each
     MINILLM_BACKEND=cupy python demos/train_shakespeare.py --block-size 256 --batch-size 64 \\
         --n-layer 6 --n-head 6 --n-embd 384 --dropout 0.2 --iters 5000   # nanoGPT's GPU config
 
@@ -15,13 +16,17 @@ stdout, train/val loss every ``--eval-every`` iterations, a checkpoint in
 ``--out/sample.txt``). Ctrl-C saves a checkpoint; ``--resume`` continues it and
 stops at the same total number of iterations, with the same result as a run
 that was never interrupted.
+
+Under ``mpiexec -n N`` (the ``dist`` extra) it trains data-parallel:
+``--batch-size`` is the global batch, each rank takes ``batch_size / N`` rows,
+rank 0 alone prints and writes ``--out``; a checkpoint resumes under any N.
 """
 import argparse
 import os
 import sys
 import time
 
-from minillm import backend, checkpoint
+from minillm import backend, checkpoint, distributed
 from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
@@ -70,7 +75,7 @@ def build_tokenizer(kind, text, vocab_size):
     return BPETokenizer.train(text, vocab_size)
 
 
-def new_run(args):
+def new_run(args, world):
     """A fresh tokenizer, model and trainer from the flags."""
     data = os.path.abspath(args.data) if args.data else None
     text = load_corpus(data)
@@ -85,10 +90,10 @@ def new_run(args):
         seed=args.seed)
     model = GPT(config, seed=args.seed)
     return Trainer(model, train_ids, val_ids, train_config, tokenizer=tokenizer, out_dir=args.out,
-                   extra={"data": data}), tokenizer
+                   extra={"data": data}, world=world), tokenizer
 
 
-def resumed_run(args):
+def resumed_run(args, world):
     """Tokenizer, model, optimizer and generators exactly as the checkpoint left them."""
     path = os.path.join(args.out, "ckpt.npz")
     if not os.path.exists(path):
@@ -100,8 +105,11 @@ def resumed_run(args):
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
     data = args.data or ckpt.get("data")
     train_ids, val_ids = split_ids(tokenizer.encode(load_corpus(data)))
-    trainer = Trainer.from_checkpoint(ckpt, train_ids, val_ids, iters=args.iters, tokenizer=tokenizer,
-                                      out_dir=args.out, extra={"data": data})
+    try:
+        trainer = Trainer.from_checkpoint(ckpt, train_ids, val_ids, iters=args.iters, tokenizer=tokenizer,
+                                          out_dir=args.out, extra={"data": data}, world=world)
+    except ValueError as error:                  # e.g. its batch size does not split over these ranks
+        sys.exit(f"--resume: {error}")
     print(f"resuming {path} at iteration {trainer.step} of {trainer.config.iters} "
           "(model and training settings come from the checkpoint)")
     return trainer, tokenizer
@@ -109,11 +117,22 @@ def resumed_run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    trainer, tokenizer = resumed_run(args) if args.resume else new_run(args)
+    world = distributed.init()
+    if world.rank != 0:
+        sys.stdout = open(os.devnull, "w")       # rank 0 alone prints (errors still reach stderr)
+    if not args.resume and args.batch_size % world.size:     # every rank sees it: all stop, one says why
+        if world.rank == 0:
+            print(f"error: --batch-size {args.batch_size} does not split over {world.size} ranks: use a "
+                  f"multiple of {world.size} (it is the global batch; each rank takes batch_size / N rows)",
+                  file=sys.stderr)
+        return 2
+    trainer, tokenizer = resumed_run(args, world) if args.resume else new_run(args, world)
     model, cfg = trainer.model, trainer.model.config
     print(f"backend {backend.name} | {model.num_parameters():,} parameters | vocabulary {cfg.vocab_size} | "
           f"layers {cfg.n_layer}, heads {cfg.n_head}, width {cfg.n_embd}, context {cfg.block_size} | "
-          f"{len(trainer.train_ids):,} training tokens, {len(trainer.val_ids):,} validation tokens", flush=True)
+          f"{len(trainer.train_ids):,} training tokens, {len(trainer.val_ids):,} validation tokens"
+          + (f" | {world.size} ranks ({world.name}), {trainer.config.batch_size // world.size} rows each"
+             if world.size > 1 else ""), flush=True)
     start = time.perf_counter()
     try:
         history = trainer.run()
@@ -122,6 +141,8 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    if world.rank != 0:
+        return 0                                 # rank 0 alone plots, samples and writes --out
     elapsed = format_duration(time.perf_counter() - start)
     step, train_loss, val_loss = history["evals"][-1]
     curve = plot_loss_curve(history, os.path.join(args.out, "loss.png"),
@@ -139,4 +160,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with distributed.failures_end_the_job():     # one rank's exception ends every rank (MPI_Abort)
+        sys.exit(main())

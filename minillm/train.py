@@ -21,6 +21,13 @@ the state of every random generator (batches and dropout), so a resumed run
 draws exactly the batches and masks the uninterrupted run would have drawn and
 ends with identical parameters (on NumPy).
 
+Data parallel (``minillm.distributed``, under ``mpiexec -n N``): ``batch_size``
+is the global batch. Every rank draws the same batch from the one seeded
+stream and trains on its own ``batch_size / N`` rows; the gradients (and the
+loss) are averaged over ranks before clipping, so every rank takes the same
+step. Evaluation averages the ranks' losses; rank 0 alone prints and writes
+checkpoints, which resume under any N.
+
 A NaN or infinite loss stops the run before it touches the weights
 (``TrainingDiverged``), leaving the last good checkpoint in place. Ctrl-C
 writes a checkpoint of the last complete iteration, then re-raises.
@@ -36,7 +43,7 @@ from typing import Optional
 
 import numpy
 
-from minillm import backend, checkpoint
+from minillm import backend, checkpoint, distributed
 from minillm import functional as F
 from minillm.autograd import no_grad
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
@@ -53,7 +60,8 @@ class TrainConfig:
     """How to train (the model's shape is its ``GPTConfig``). Defaults: nanoGPT's baby GPT.
 
     iters           total optimizer steps (a resumed run stops at the same total)
-    batch_size      windows per micro-batch; grad_accum micro-batches make one step
+    batch_size      windows per micro-batch (global: N ranks take batch_size / N each);
+                    grad_accum micro-batches make one step
     lr, min_lr      peak and final learning rate; warmup_iters of linear warmup,
                     then cosine decay until lr_decay_iters (default: iters;
                     warmup is cut to lr_decay_iters in a shorter run)
@@ -150,9 +158,14 @@ class Trainer:
     """
 
     def __init__(self, model, train_ids, val_ids, config=None, tokenizer=None, out_dir=None,
-                 stream=None, extra=None):
+                 stream=None, extra=None, world=None):
         self.model, self.config = model, config or TrainConfig()
         self.tokenizer, self.stream, self.extra = tokenizer, stream, dict(extra or {})
+        self.world = world or distributed.SingleProcess()
+        distributed.shard_rows(self.config.batch_size, self.world.rank, self.world.size)  # divisible?
+        if self.world.rank != 0:
+            self.stream = open(os.devnull, "w")                # rank 0 alone prints
+        self.world.broadcast_parameters(model.parameters())     # identical replicas from the start
         block = model.config.block_size
         self.train_ids = numpy.asarray(train_ids, dtype=numpy.int64)
         self.val_ids = numpy.asarray(val_ids, dtype=numpy.int64)
@@ -185,12 +198,13 @@ class Trainer:
         total = 0.0
         for _ in range(cfg.grad_accum):
             x, y = get_batch(self.train_ids, cfg.batch_size, model.config.block_size, self.batch_rng)
-            x, y = backend.asarray(x), backend.asarray(y)          # (B, T) inputs, (B, T) next tokens
-            logits = model(x)                                      # (B, T, V) teacher forcing
+            x, y = self.world.shard(x), self.world.shard(y)        # this rank's B/N rows of the global batch
+            x, y = backend.asarray(x), backend.asarray(y)          # (B/N, T) inputs, (B/N, T) next tokens
+            logits = model(x)                                      # (B/N, T, V) teacher forcing
             loss = F.cross_entropy(logits, y)                      # mean -log p(next token)
             (loss if cfg.grad_accum == 1 else loss * (1.0 / cfg.grad_accum)).backward()
             total += float(loss.data)
-        loss = total / cfg.grad_accum
+        loss, = self.world.average_gradients(model.parameters(), total / cfg.grad_accum)   # mean over ranks
         if not math.isfinite(loss):
             self._diverged(f"the loss is {loss}", lr)
         if cfg.grad_clip > 0:
@@ -203,6 +217,8 @@ class Trainer:
             self.step += 1
             self.history["train_loss"].append(loss)
             self._rng_snapshot = None
+        if self.world.check_replicas:
+            self.world.assert_replicas_equal(model.parameters(), self.step)
         return loss, lr
 
     def _diverged(self, what, lr):
@@ -225,11 +241,12 @@ class Trainer:
                 losses = []
                 for _ in range(cfg.eval_iters):
                     x, y = get_batch(ids, cfg.batch_size, model.config.block_size, rng)
-                    logits = model(backend.asarray(x))             # (B, T, V)
+                    x, y = self.world.shard(x), self.world.shard(y)   # (B/N, T) this rank's rows
+                    logits = model(backend.asarray(x))             # (B/N, T, V)
                     losses.append(float(F.cross_entropy(logits, backend.asarray(y)).data))
         finally:
             model.train(was_training)
-        return float(numpy.mean(losses))
+        return float(numpy.mean(self.world.average(losses)))     # the mean over ranks of each batch
 
     def evaluate(self):
         """Estimate (train loss, val loss) now and add them to the history."""
@@ -248,9 +265,10 @@ class Trainer:
         """Write everything this run depends on to ``out_dir/ckpt.npz`` (atomically)."""
         if self.ckpt_path is None:
             return None
-        checkpoint.save(self.ckpt_path, self.model, self.optimizer, step=self.step,
-                        train_config=dataclasses.asdict(self.config), tokenizer=self.tokenizer,
-                        rng=rng_states or self.rng_states(), history=self.history, **self.extra)
+        if self.world.rank == 0:                                   # one writer; the replicas are identical
+            checkpoint.save(self.ckpt_path, self.model, self.optimizer, step=self.step,
+                            train_config=dataclasses.asdict(self.config), tokenizer=self.tokenizer,
+                            rng=rng_states or self.rng_states(), history=self.history, **self.extra)
         self.last_checkpoint_step = self.step
         return self.ckpt_path
 

@@ -22,6 +22,7 @@ HOST_SIDE = {
     "backend.py", "data.py", "checkpoint.py", "train.py", "evaluate.py", "scaling.py",
     "text_data.py", "corpus.py", "memory.py", "plotting.py", "progress.py", "gradcheck.py",
     "finetune.py",  # like train.py: builds its batches on the host (added to the list; see report)
+    "distributed.py",  # talks to MPI (host buffers) and cupy.cuda.nccl; packs gradients through backend.xp
 }
 HOST_SIDE_PREFIXES = ("tokenizers", "hf")  # tokenizers.py, tokenizers_*.py, the tokenizers/ and hf/ packages
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx"}
