@@ -126,6 +126,37 @@ def unflatten(flat, shapes):
     return views, flat[offset:]
 
 
+# ------------------------------------------------------------ what the ring costs
+
+def ring_allreduce_seconds(nbytes, world_size, bandwidth, latency=0.0):
+    """Time of a ring all-reduce of ``nbytes`` over ``world_size`` ranks (the textbook alpha-beta model).
+
+    The buffer is cut into N chunks. N - 1 reduce-scatter steps (each rank sends
+    one chunk to its right neighbour, which adds it in) leave each rank with one
+    fully summed chunk; N - 1 all-gather steps pass the summed chunks round.
+    Every rank sends 2 (N - 1) chunks of nbytes / N, in 2 (N - 1) messages:
+
+        t = 2 (N - 1) / N * nbytes / bandwidth  +  2 (N - 1) * latency
+
+    The bandwidth term tends to 2 * nbytes / bandwidth (independent of N); the
+    latency term grows with N. ``bandwidth`` in bytes/s, ``latency`` in seconds.
+    """
+    if world_size < 1 or bandwidth <= 0:
+        raise ValueError(f"need world_size >= 1 and bandwidth > 0, got {world_size} and {bandwidth}")
+    steps = 2 * (world_size - 1)
+    return steps / world_size * nbytes / bandwidth + steps * latency
+
+
+def scaling_efficiency(step_seconds, comm_seconds):
+    """Throughput of N ranks over N times one rank's, when the all-reduce does not overlap compute.
+
+    Each rank computes its own rows for ``step_seconds`` (a fixed per-rank
+    batch), then waits ``comm_seconds`` for the all-reduce: efficiency
+    t / (t + c). With perfect overlap it would be t / max(t, c).
+    """
+    return step_seconds / (step_seconds + comm_seconds)
+
+
 # ------------------------------------------------------------ the interface
 
 class World:
