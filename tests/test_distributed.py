@@ -90,6 +90,17 @@ def test_one_flat_buffer_holds_one_dtype():
         distributed.flatten([xp.zeros(2, dtype=xp.float32), xp.zeros(2, dtype=xp.float64)])
 
 
+def test_the_ring_all_reduce_cost_model():
+    ring = distributed.ring_allreduce_seconds
+    assert ring(1e9, 1, 1e9, latency=1e-3) == 0.0                            # alone: nothing to send
+    assert ring(1e9, 2, 1e9, latency=1e-3) == pytest.approx(1.0 + 2e-3)      # 2 steps of half the bytes
+    assert ring(1e9, 4, 1e9) == pytest.approx(1.5)                           # 6 steps of a quarter
+    assert ring(1e9, 10**6, 1e9) == pytest.approx(2.0, rel=1e-5)             # tends to 2 * bytes / bandwidth
+    assert distributed.scaling_efficiency(0.3, 0.1) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="bandwidth > 0"):
+        ring(1e9, 2, 0.0)
+
+
 class EchoWorld(distributed.World):
     """A pretend world of ``size`` ranks that all hold this rank's buffer: the sum is size * buffer."""
 
