@@ -125,17 +125,37 @@ def launch(args, n):
 
 # ------------------------------------------------------------ the report
 
-def measured_table(args, runs):
+def medians(runs):
+    """{ranks: {"step_s", "comm_s", "alone_s": median over the rounds}}."""
+    return {n: {key: float(numpy.median([r[key] for r in rs])) for key in ("step_s", "comm_s", "alone_s")}
+            for n, rs in runs.items()}
+
+
+def measured_table(args, summary):
     tokens = args.batch_size * args.block_size
-    base = numpy.median([r["step_s"] for r in runs[args.ranks[0]]])
-    print(f"\nmeasured: global batch {args.batch_size} x {args.block_size} tokens, GPT {args.n_layer}x{args.n_embd}, "
-          f"one thread per rank, medians of {args.rounds} interleaved round(s) of {args.iters} steps")
+    base = summary[args.ranks[0]]["step_s"]
+    print(f"\nmeasured: global batch {args.batch_size} x {args.block_size} tokens, GPT {args.n_layer}x"
+          f"{args.n_embd}, one thread per rank, medians of {args.rounds} interleaved round(s) of {args.iters} steps")
     print("| ranks | steps/s | tokens/s | all-reduce ms/step | share of the step | all-reduce alone ms | speed-up |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in args.ranks:
-        step, comm, alone = (float(numpy.median([r[key] for r in runs[n]])) for key in ("step_s", "comm_s", "alone_s"))
+        step, comm, alone = summary[n]["step_s"], summary[n]["comm_s"], summary[n]["alone_s"]
         print(f"| {n} | {1 / step:.2f} | {tokens / step:,.0f} | {1000 * comm:.2f} | {100 * comm / step:.1f} % | "
               f"{1000 * alone:.2f} | {base / step:.2f}x |")
+
+
+def two_ranks_against_the_model(one, two, nbytes):
+    """What N = 2 showed here, next to what the no-overlap model predicts from the measured all-reduce."""
+    from minillm.distributed import scaling_efficiency
+
+    link = nbytes / two["alone_s"] if two["alone_s"] > 0 else float("inf")   # N = 2: each rank sends nbytes
+    measured = one["step_s"] / (2 * two["step_s"])          # 2 ranks' throughput over twice one rank's
+    modelled = scaling_efficiency(one["step_s"] / 2, two["comm_s"])   # half the compute, plus the all-reduce
+    print(f"\nN = 2 here: alone, the all-reduce moves {nbytes / 1e6:.1f} MB per rank in "
+          f"{1000 * two['alone_s']:.2f} ms ({link / 1e9:.2f} GB/s through shared memory); inside training it took "
+          f"{1000 * two['comm_s']:.2f} ms a step (waiting for the slower rank included). Measured efficiency "
+          f"{100 * measured:.0f} % (same global batch); the model with the measured all-reduce and half of one "
+          f"rank's step as compute: {100 * modelled:.0f} %.")
 
 
 def cluster_table(title, nbytes, step_s, bandwidths, latency_s):
@@ -173,25 +193,15 @@ def main(argv=None):
             print(f"round {round_ + 1}/{args.rounds}, {n} rank(s): {1000 * runs[n][-1]['step_s']:.1f} ms/step, "
                   f"all-reduce {1000 * runs[n][-1]['comm_s']:.2f} ms | {format_duration(elapsed)} so far, ETA "
                   f"{format_duration(elapsed / done * (total - done))}", flush=True)
-    measured_table(args, runs)
-    first = args.ranks[0]
-    step_1 = float(numpy.median([r["step_s"] for r in runs[first]]))
-    nbytes = runs[first][0]["grad_bytes"]
+    summary = medians(runs)
+    measured_table(args, summary)
+    first, nbytes = args.ranks[0], runs[args.ranks[0]][0]["grad_bytes"]
+    if first == 1 and 2 in summary:
+        two_ranks_against_the_model(summary[1], summary[2], nbytes)
     latency = args.latency_us * 1e-6
-    if 2 in runs and first == 1:
-        from minillm.distributed import scaling_efficiency
-
-        comm_2, step_2, alone_2 = (float(numpy.median([r[key] for r in runs[2]]))
-                                   for key in ("comm_s", "step_s", "alone_s"))
-        link = nbytes / alone_2 if alone_2 > 0 else float("inf")      # N = 2: each rank sends nbytes in all
-        print(f"\nN = 2 here: alone, the all-reduce moves {nbytes / 1e6:.1f} MB per rank in {1000 * alone_2:.2f} ms "
-              f"({link / 1e9:.2f} GB/s through shared memory); inside training it took {1000 * comm_2:.2f} ms a step "
-              f"(waiting for the slower rank included). Measured efficiency {100 * step_1 / (2 * step_2):.0f} % "
-              f"(2 ranks' throughput over twice one rank's, same global batch); the model with the measured "
-              f"all-reduce and half of one rank's step as compute: {100 * scaling_efficiency(step_1 / 2, comm_2):.0f} %.")
-    cluster_table("cluster model, this bench's GPT", nbytes, step_1, args.bandwidth, latency)
-    cluster_table("cluster model, GPT-2 small (assumed step time)", 4 * GPT2_SMALL_PARAMS, args.big_step_ms / 1000,
-                  args.bandwidth, latency)
+    cluster_table("cluster model, this bench's GPT", nbytes, summary[first]["step_s"], args.bandwidth, latency)
+    cluster_table("cluster model, GPT-2 small (assumed step time)", 4 * GPT2_SMALL_PARAMS,
+                  args.big_step_ms / 1000, args.bandwidth, latency)
     return 0
 
 

@@ -51,8 +51,8 @@ import numpy
 from minillm import backend
 
 # How MPI launchers tell a process the size of its job: MPICH's and Intel MPI's
-# Hydra (PMI), Open MPI, and Slurm's srun.
-WORLD_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")
+# Hydra (and Slurm's srun --mpi=pmi2) set PMI_SIZE, Open MPI's mpirun OMPI_COMM_WORLD_SIZE.
+WORLD_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 ENGINES = ("single", "mpi", "nccl")
 CHECK_VARIABLE = "MINILLM_CHECK_REPLICAS"        # "1": compare every rank's parameters after each step
 
@@ -361,8 +361,8 @@ def failures_end_the_job():
         yield
     except SystemExit:
         raise
-    except BaseException:                                    # noqa: B902 (KeyboardInterrupt too)
-        if launched_world_size() == 1 or "mpi4py" not in sys.modules:
+    except BaseException:                                    # KeyboardInterrupt too
+        if launched_world_size() == 1 or "mpi4py.MPI" not in sys.modules:
             raise
         from mpi4py import MPI
         rank = MPI.COMM_WORLD.Get_rank()

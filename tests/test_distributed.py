@@ -41,7 +41,7 @@ def test_the_world_size_comes_from_the_launcher():
     assert distributed.launched_world_size({}) == 1
     assert distributed.launched_world_size({"PMI_SIZE": "4"}) == 4                  # MPICH (Hydra)
     assert distributed.launched_world_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3      # Open MPI
-    assert distributed.launched_world_size({"PMI_SIZE": "", "SLURM_NTASKS": "x"}) == 1
+    assert distributed.launched_world_size({"PMI_SIZE": "", "OMPI_COMM_WORLD_SIZE": "x"}) == 1
 
 
 def test_a_plain_process_is_a_single_process_world():
@@ -226,9 +226,13 @@ def _descendants(pid):
 
 def mpirun(args, n=2, timeout=60, extra_env=None):
     """Run ``mpiexec -n n python ARGS`` from the repository; (returncode, stdout, stderr, seconds)."""
+    return run_and_reap(["mpiexec", "-launcher", "fork", "-n", str(n), sys.executable] + args, timeout, extra_env)
+
+
+def run_and_reap(command, timeout, extra_env=None):
+    """Run ``command``; afterwards SIGKILL every process it left below it, by pid."""
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
                **(extra_env or {}))
-    command = ["mpiexec", "-launcher", "fork", "-n", str(n), sys.executable] + args
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
@@ -326,3 +330,13 @@ def test_the_demo_trains_on_two_ranks_with_one_voice_and_one_checkpoint(tmp_path
     assert code == 2 and out == ""
     assert err.strip().splitlines() == ["error: --batch-size 5 does not split over 2 ranks: use a multiple of 2 "
                                         "(it is the global batch; each rank takes batch_size / N rows)"]
+
+
+@needs_mpi
+def test_the_bench_times_one_and_two_ranks(tmp_path):
+    code, out, err, _ = run_and_reap([sys.executable, os.path.join(REPO, "demos", "bench_ddp.py"), "--quick",
+                                      "--n-layer", "1", "--n-embd", "32", "--block-size", "16"], timeout=120)
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and "N = 2 here: alone, the all-reduce moves" in out
+    assert out.count("GB/s | 512 |") == 4                   # two links x two models, at N = 512
