@@ -116,13 +116,13 @@ def flatten(arrays, tail=()):
 
 def unflatten(flat, shapes):
     """Views of ``flat`` with the given shapes (the inverse of ``flatten``), then the rest (the tail)."""
+    sizes = [int(numpy.prod(shape, dtype=numpy.int64)) for shape in shapes]
+    if sum(sizes) > flat.size:
+        raise ValueError(f"the shapes need {sum(sizes)} elements, the buffer has {flat.size}")
     views, offset = [], 0
-    for shape in shapes:
-        size = int(numpy.prod(shape, dtype=numpy.int64))
+    for shape, size in zip(shapes, sizes):
         views.append(flat[offset:offset + size].reshape(shape))
         offset += size
-    if offset > flat.size:
-        raise ValueError(f"the shapes need {offset} elements, the buffer has {flat.size}")
     return views, flat[offset:]
 
 

@@ -84,8 +84,10 @@ def test_flatten_then_unflatten_gives_back_every_array_and_the_tail(shapes, tail
         assert all((backend.to_numpy(v) == 7).all() for v in views)
 
 
-def test_one_flat_buffer_holds_one_dtype():
+def test_one_flat_buffer_holds_one_dtype_and_enough_elements():
     xp = backend.xp
+    with pytest.raises(ValueError, match="the shapes need 8 elements, the buffer has 7"):
+        distributed.unflatten(xp.zeros(7), [(2, 2), (4,)])
     with pytest.raises(TypeError, match="array 1 is float64, array 0 is float32"):
         distributed.flatten([xp.zeros(2, dtype=xp.float32), xp.zeros(2, dtype=xp.float64)])
 
