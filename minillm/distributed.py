@@ -165,7 +165,7 @@ class World:
     Engines implement two collectives on a contiguous 1-D buffer, in place:
     ``_allreduce_sum`` (every rank ends with the elementwise sum over ranks) and
     ``_broadcast`` (every rank ends with rank 0's values); plus ``_allgather``
-    of a small Python object and ``abort``. Everything else is written once here.
+    of a small Python object. Everything else is written once here.
     """
 
     name = "single"
@@ -248,9 +248,6 @@ class World:
     def _allgather(self, value):
         return [value]
 
-    def abort(self, code=1):
-        raise SystemExit(code)
-
 
 class SingleProcess(World):
     """One process: rank 0 of 1. Nothing to communicate."""
@@ -285,9 +282,6 @@ class MPIWorld(World):
 
     def _allgather(self, value):
         return self.comm.allgather(value)
-
-    def abort(self, code=1):
-        self.comm.Abort(code)
 
 
 class NCCLWorld(MPIWorld):
