@@ -300,7 +300,7 @@ class NCCLWorld(MPIWorld):
         from cupy.cuda import nccl
         if not nccl.available:
             raise ImportError("CuPy cannot load NCCL: install it (pip install nvidia-nccl-cu12 for CUDA 12), or "
-                              "pass engine='mpi' to all-reduce through host memory")
+                              "call distributed.init(engine='mpi') to all-reduce through host memory")
         self.cupy, self.nccl = cupy, nccl
         local_rank = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED).Get_rank()
         cupy.cuda.Device(local_rank % cupy.cuda.runtime.getDeviceCount()).use()
