@@ -102,6 +102,19 @@ def rows_add(target, ids, values):
     return target
 
 
+def erf(x):
+    """The error function erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt, elementwise.
+
+    NumPy has no erf; SciPy's ``scipy.special.erf`` (a runtime dependency) and
+    CuPy's ``cupyx.scipy.special.erf`` are the same ufunc on each library.
+    """
+    if name == "cupy":
+        from cupyx.scipy.special import erf as library_erf
+    else:
+        from scipy.special import erf as library_erf
+    return library_erf(x)
+
+
 def host_rng(seed=None):
     """A seeded host random generator (``numpy.random.Generator``)."""
     if isinstance(seed, numpy.random.Generator):

@@ -11,7 +11,10 @@
     cross_entropy   cross_entropy with ignore_index, fused with log-softmax
     layer_norm      layer_norm, fused
     dropout         inverted dropout with an explicit generator
-    attention       scaled_dot_product_attention, fused, causal, KV prefix
+    attention       scaled_dot_product_attention, fused, causal, KV prefix, padding, bias, GQA
+    rms_norm        rms_norm (T5, Llama), fused
+    activation      silu (SwiGLU), gelu_exact (gelu(x, approximate="none")), fused
+    rotary          apply_rotary (RoPE, rotate-half), rotary_tables
 """
 from minillm.functional.elementwise import exp, log, tanh, sqrt, relu, gelu, where, masked_fill
 from minillm.functional.reduction import sum, mean, max
@@ -24,6 +27,9 @@ from minillm.functional.cross_entropy import cross_entropy
 from minillm.functional.layer_norm import layer_norm
 from minillm.functional.dropout import dropout
 from minillm.functional.attention import scaled_dot_product_attention
+from minillm.functional.rms_norm import rms_norm
+from minillm.functional.activation import silu, gelu_exact
+from minillm.functional.rotary import apply_rotary, rotary_tables
 
 __all__ = [
     "exp", "log", "tanh", "sqrt", "relu", "gelu", "where", "masked_fill",
@@ -31,4 +37,5 @@ __all__ = [
     "reshape", "transpose", "permute", "getitem", "concat", "stack", "split",
     "linear", "embedding", "check_token_ids", "softmax", "log_softmax", "cross_entropy",
     "layer_norm", "dropout", "scaled_dot_product_attention",
+    "rms_norm", "silu", "gelu_exact", "apply_rotary", "rotary_tables",
 ]

@@ -1,10 +1,11 @@
 """Scaled dot-product attention as one fused op, forward and backward by hand.
 
-For queries Q (B, H, Tq, D), keys K and values V (B, H, Tk, D), Tk >= Tq:
+For queries Q (B, H, Tq, D), keys K and values V (B, H, Tk, D):
 
-    S = Q K^T / sqrt(D)            (B, H, Tq, Tk)  scores
+    S = Q K^T * scale + bias       (B, H, Tq, Tk)  scores; scale = 1/sqrt(D) unless given
     S[i, j] = -inf where j > i + (Tk - Tq)         causal mask, aligned bottom-right:
                                                    the last query sees every key
+    S[b, :, :, j] = -inf where key_mask[b, j] == 0 padding: key j of row b is never seen
     P = softmax(S) along keys      (B, H, Tq, Tk)  attention weights
     O = P V                        (B, H, Tq, D)
 
@@ -13,29 +14,40 @@ With G = dL/dO, backward is the chain rule through the three steps:
     dV = P^T G
     dP = G V^T
     dS = P * (dP - sum_j(dP * P))                  softmax backward, row by row
-    dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D)
+    dQ = dS K * scale,  dK = dS^T Q * scale,  dBias = dS
 
 Two savings keep every pass over the big (Tq, Tk) arrays that can be avoided
-off them: the scale 1/sqrt(D) multiplies Q (Tq x D numbers) rather than S, and
-the row sums sum_j(dP * P) are computed as sum_d(G * O) (Tq x D numbers; equal
+off them: the scale multiplies Q (Tq x D numbers) rather than S, and the row
+sums sum_j(dP * P) are computed as sum_d(G * O) (Tq x D numbers; equal
 because O = P V, so sum_j (G V^T)_ij P_ij = sum_d G_id O_id; FlashAttention's
 "D_i").
+
+Masks. A masked key has S = -inf, so P = exp(-inf - max) = 0 exactly, and
+then dS = P * (...) = 0: it gets exactly zero weight and zero gradient. A
+query whose keys are ALL masked (say a padding query under a causal mask)
+would be 0/0; its row max is set to 0 and its row sum to 1, so P = 0, O = 0
+and every gradient from it is 0 (never NaN). The bias (T5's relative
+positions; or a constant, e.g. -inf at padded keys) is added to S, so
+dBias = dS, summed down to the bias's shape by the engine (``unbroadcast``).
+T5 does not scale its scores: it passes scale=1.
+
+Grouped-query attention (Llama's GQA): K and V may have fewer heads, Hkv, than
+Q, with H = r * Hkv; query head h uses key/value head h // r (Hugging Face's
+repeat_kv). Instead of copying K and V r times, Q is viewed as
+(B, Hkv, r * Tq, D): the r query heads of a group become r * Tq queries of one
+head, so every matmul above is unchanged and dK, dV (= dS^T Q, P^T G) come out
+summed over the group. Masks and bias are applied with S viewed back as
+(B, H, Tq, Tk); both views are free (no copy).
 
 When Tk > Tq the first Tk - Tq keys are a cached prefix (the KV cache): query i
 is at absolute position i + (Tk - Tq). Optional dropout on P (GPT-2's
 attn_pdrop) multiplies P by a scaled Bernoulli mask M: O = (P*M) V.
-
-Two options serve the other families. ``bias`` is added to the scores,
-S = Q K^T * scale + bias, broadcast to (B, H, Tq, Tk): a padding mask (BERT:
--inf at padded keys, a constant) or a learned relative-position bias (T5; its
-gradient is dS, summed over the broadcast axes by the engine). ``scale``
-replaces 1/sqrt(D) (T5 does not scale its scores: scale=1). A query row whose
-every key is masked has no softmax (0/0); a mask must leave each query a key.
+Cross-attention (T5's decoder) is the same op with causal=False and Tq != Tk.
 """
 import math
 
 from minillm import backend
-from minillm.autograd import Function
+from minillm.autograd import Function, Tensor
 from minillm.backend import xp
 from minillm.shapes import shape_text
 
@@ -47,21 +59,46 @@ def causal_bias(t_query, t_key, dtype):
     return xp.where(key_pos > query_pos, -xp.inf, 0.0).astype(dtype)
 
 
+def padding_bias(key_mask, score_ndim, dtype):
+    """key_mask (B, Tk) of 1/0 -> an additive (B, 1, .., 1, Tk) array: 0 to attend, -inf for padding."""
+    bias = xp.where(key_mask.astype(bool), 0.0, -xp.inf).astype(dtype)
+    lead = key_mask.shape[:-1]
+    return bias.reshape(lead + (1,) * (score_ndim - len(lead) - 1) + key_mask.shape[-1:])
+
+
+def softmax_rows_(s, guard_empty_rows):
+    """Softmax along the last axis, in place. With ``guard_empty_rows``, a row of
+    all -inf becomes all zeros instead of NaN."""
+    row_max = s.max(axis=-1, keepdims=True)
+    if guard_empty_rows:
+        row_max[~xp.isfinite(row_max)] = 0.0
+    s -= row_max
+    xp.exp(s, out=s)
+    row_sum = s.sum(axis=-1, keepdims=True)
+    if guard_empty_rows:
+        row_sum[row_sum == 0] = 1.0
+    s /= row_sum
+    return s
+
+
 class ScaledDotProductAttention(Function):
 
-    def forward(self, q, k, v, bias=None, causal=True, dropout_p=0.0, rng=None, scale=None):
+    def forward(self, q, k, v, *bias, causal, dropout_p, rng, key_mask, scale):
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        self.has_bias = bias is not None
-        q = q * self.scale                                          # (B, H, Tq, D), Q / sqrt(D)
-        s = xp.matmul(q, xp.swapaxes(k, -1, -2))                   # (B, H, Tq, Tk)
-        if bias is not None:
-            s += bias                                               # broadcast to (B, H, Tq, Tk)
+        self.q_shape = q.shape                                      # (B, H, Tq, D)
+        self.has_bias = bool(bias)                                  # a 4th input: dBias = dS
+        t_query, t_key = q.shape[-2], k.shape[-2]
+        q = q * self.scale                                          # (B, H, Tq, D), Q * scale
+        q = q.reshape(k.shape[:-2] + (-1, q.shape[-1]))             # (B, Hkv, r*Tq, D): GQA groups as queries
+        s = xp.matmul(q, xp.swapaxes(k, -1, -2))                    # (B, Hkv, r*Tq, Tk)
+        s4 = s.reshape(self.q_shape[:-1] + (t_key,))                # (B, H, Tq, Tk), a view of s
+        if bias:
+            s4 += bias[0]
         if causal:
-            s += causal_bias(q.shape[-2], k.shape[-2], s.dtype)
-        s -= s.max(axis=-1, keepdims=True)                          # softmax, in place
-        xp.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True)
-        self.p = s                                                  # kept: P for dV and dS
+            s4 += causal_bias(t_query, t_key, s.dtype)
+        if key_mask is not None:
+            s4 += padding_bias(key_mask, s4.ndim, s.dtype)
+        self.p = softmax_rows_(s, guard_empty_rows=key_mask is not None or bool(bias))  # kept: P for dV, dS
         if dropout_p > 0.0:
             keep = backend.random_uniform(rng, s.shape, dtype=s.dtype) >= dropout_p
             self.mask = keep.astype(s.dtype) / (1.0 - dropout_p)    # kept: the scaled mask
@@ -69,50 +106,83 @@ class ScaledDotProductAttention(Function):
         else:
             self.mask = None
         self.q, self.k, self.v = q, k, v                            # kept: each feeds another's gradient
-        self.out = xp.matmul(s, v)                                  # (B, H, Tq, D), kept for sum_j(dP * P)
-        return self.out
+        self.out = xp.matmul(s, v)                                  # (B, Hkv, r*Tq, D), kept for sum_j(dP * P)
+        return self.out.reshape(self.q_shape[:-1] + (v.shape[-1],))  # (B, H, Tq, D)
 
     def backward(self, grad):
         p, q, k, v = self.p, self.q, self.k, self.v
+        grad = grad.reshape(self.out.shape)                         # (B, Hkv, r*Tq, D)
         p_used = p if self.mask is None else p * self.mask
-        grad_v = xp.matmul(xp.swapaxes(p_used, -1, -2), grad)       # (B, H, Tk, D)
-        grad_p = xp.matmul(grad, xp.swapaxes(v, -1, -2))            # (B, H, Tq, Tk)
+        grad_v = xp.matmul(xp.swapaxes(p_used, -1, -2), grad)       # (B, Hkv, Tk, D), summed over the group
+        grad_p = xp.matmul(grad, xp.swapaxes(v, -1, -2))            # (B, Hkv, r*Tq, Tk)
         if self.mask is not None:
             grad_p *= self.mask
         # dS = P * (dP - sum_j(dP * P)); the row sum is cheaper on (Tq, D) than on (Tq, Tk):
         # sum_j dP_j P_j = sum_j (G . v_j) P_j = G . (sum_j P_j v_j) = G . O   (FlashAttention's trick)
         grad_p -= (grad * self.out).sum(axis=-1, keepdims=True)
         grad_p *= p
-        grad_q = xp.matmul(grad_p, k)                               # (B, H, Tq, D)
+        grad_q = xp.matmul(grad_p, k)                               # (B, Hkv, r*Tq, D)
         grad_q *= self.scale
-        grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, H, Tk, D), q already scaled
-        if self.has_bias:  # dL/dbias = dS (the engine sums it over bias's broadcast axes)
-            return grad_q, grad_k, grad_v, grad_p
-        return grad_q, grad_k, grad_v
+        grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, Hkv, Tk, D), q already scaled
+        grads = (grad_q.reshape(self.q_shape), grad_k, grad_v)
+        if self.has_bias:
+            grads += (grad_p.reshape(self.q_shape[:-1] + (k.shape[-2],)),)  # dBias = dS, (B, H, Tq, Tk)
+        return grads
 
 
-def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, rng=None, bias=None, scale=None):
-    """softmax(Q K^T * scale + bias + mask) V on (B, n_head, T, head_dim) tensors.
+def _check_shapes(q, k, v):
+    """q (..., H, Tq, D), k and v (..., Hkv, Tk, D) with Hkv dividing H, or a clear ValueError."""
+    shapes = f"q {shape_text(q.shape)}, k {shape_text(k.shape)}, v {shape_text(v.shape)}"
+    if q.ndim < 2 or k.shape != v.shape or q.ndim != k.ndim or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"attention shapes do not fit: {shapes}; expected q (..., Tq, D) and k, v (..., Tk, D)")
+    if q.shape[:-2] == k.shape[:-2]:
+        return
+    n_head, n_kv_head = (q.shape[-3], k.shape[-3]) if q.ndim >= 3 else (None, None)
+    if q.ndim < 3 or q.shape[:-3] != k.shape[:-3] or n_head % n_kv_head:
+        raise ValueError(f"attention shapes do not fit: {shapes}; expected equal batch axes and, for "
+                         f"grouped-query attention, k/v heads (axis -3) dividing q's heads "
+                         f"(here {n_head} and {n_kv_head})")
+
+
+def _broadcasts_to(shape, target):
+    """True when an array of ``shape`` broadcasts to ``target`` without growing it."""
+    return len(shape) <= len(target) and all(n in (1, m) for n, m in zip(reversed(shape), reversed(target)))
+
+
+def _as_key_mask(key_mask, q, k):
+    """key_mask as a backend array of shape q.shape[:-3] + (Tk,), i.e. (B, Tk), or a clear error."""
+    key_mask = key_mask.data if isinstance(key_mask, Tensor) else xp.asarray(key_mask)
+    expected = q.shape[:-3] + (k.shape[-2],)
+    if q.ndim < 3 or key_mask.shape != expected:
+        raise ValueError(f"attention key_mask has shape {shape_text(key_mask.shape)}; expected "
+                         f"{shape_text(expected)} (batch, keys): 1 = attend, 0 = padding")
+    if not (key_mask.dtype == bool or backend.is_integer(key_mask)):
+        raise TypeError(f"attention key_mask has dtype {key_mask.dtype}; expected bool or int (1/0)")
+    return key_mask
+
+
+def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, rng=None, key_mask=None, bias=None,
+                                 scale=None):
+    """softmax(Q K^T * scale + bias + masks) V on (B, n_head, T, head_dim) tensors.
 
     k and v may be longer than q (a cached prefix of keys comes first); the
-    causal mask lets query i see keys 0 .. i + (Tk - Tq). ``bias`` (a Tensor
-    or array broadcastable to (B, H, Tq, Tk)) is added to the scores and gets
-    a gradient when it requires one; ``scale`` defaults to 1 / sqrt(head_dim).
+    causal mask lets query i see keys 0 .. i + (Tk - Tq). k and v may have
+    fewer heads than q (grouped-query attention; their count must divide q's).
+    ``key_mask`` (B, Tk): 1 = attend, 0 = padding (bool or int). ``bias``: a
+    Tensor or array broadcastable to (B, n_head, Tq, Tk), added to the scores
+    (differentiable). ``scale``: None means 1/sqrt(head_dim); T5 passes 1.0.
     """
-    if q.ndim < 2 or k.shape != v.shape or q.shape[:-2] != k.shape[:-2] or q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"attention shapes do not fit: q {shape_text(q.shape)}, k {shape_text(k.shape)}, "
-                         f"v {shape_text(v.shape)}; expected q (..., Tq, D) and k, v (..., Tk, D)")
+    _check_shapes(q, k, v)
     if causal and k.shape[-2] < q.shape[-2]:
         raise ValueError(f"causal attention needs at least as many keys ({k.shape[-2]}) as queries ({q.shape[-2]})")
     if dropout_p > 0.0 and rng is None:
         raise ValueError("attention dropout needs an explicit rng")
-    options = dict(causal=causal, dropout_p=dropout_p, rng=rng, scale=scale)
-    if bias is None:
-        return ScaledDotProductAttention.apply(q, k, v, **options)
-    scores_shape = q.shape[:-1] + (k.shape[-2],)
-    fits = len(bias.shape) <= len(scores_shape) and all(
-        b in (1, s) for b, s in zip(bias.shape[::-1], scores_shape[::-1]))
-    if not fits:
+    if key_mask is not None:
+        key_mask = _as_key_mask(key_mask, q, k)
+    scores_shape = tuple(q.shape[:-1]) + (k.shape[-2],)
+    if bias is not None and not _broadcasts_to(tuple(bias.shape), scores_shape):
         raise ValueError(f"attention bias of shape {shape_text(bias.shape)} does not broadcast to the scores' "
-                         f"shape {shape_text(scores_shape)} (..., Tq, Tk)")
-    return ScaledDotProductAttention.apply(q, k, v, bias, **options)
+                         f"shape {shape_text(scores_shape)} (batch, heads, queries, keys)")
+    extra = () if bias is None else (bias,)
+    return ScaledDotProductAttention.apply(q, k, v, *extra, causal=causal, dropout_p=dropout_p, rng=rng,
+                                           key_mask=key_mask, scale=scale)

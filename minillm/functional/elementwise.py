@@ -6,6 +6,7 @@ is one line: the local derivative times the upstream gradient.
 import math
 
 from minillm.autograd import Function, Tensor
+from minillm.functional.activation import gelu_exact
 from minillm.backend import xp
 
 
@@ -134,9 +135,14 @@ def relu(x):
     return ReLU.apply(x)
 
 
-def gelu(x):
-    """GELU in GPT-2's tanh approximation ("gelu_new")."""
-    return GELU.apply(x)
+def gelu(x, approximate="tanh"):
+    """GELU: ``approximate="tanh"`` (default) is GPT-2's and T5 v1.1's tanh form
+    (Hugging Face "gelu_new"); ``"none"`` is the exact erf form (BERT, "gelu")."""
+    if approximate == "tanh":
+        return GELU.apply(x)
+    if approximate == "none":
+        return gelu_exact(x)
+    raise ValueError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none' (the exact erf form)")
 
 
 def where(condition, a, b):
