@@ -137,3 +137,128 @@ def test_rotary_tables_take_an_inverse_frequency_array_and_check_shapes():
         F.rotary_tables([0], 5)
     with pytest.raises(ValueError, match="even"):
         F.apply_rotary(Tensor(numpy.ones((1, 3))), numpy.ones((1, 3)), numpy.ones((1, 3)))
+
+
+# ---------------------------------------------------------------- attention: padding, bias, scale, GQA
+
+def reference_attention(q, k, v, causal, key_mask=None, bias=None, scale=None):
+    """Brute force, one query and one key at a time; query head h reads key/value head h // r."""
+    (batch, n_head, t_query, dim), (n_kv_head, t_key) = q.shape, k.shape[1:3]
+    scale = 1 / math.sqrt(dim) if scale is None else scale
+    bias = numpy.zeros((batch, n_head, t_query, t_key)) if bias is None else \
+        numpy.broadcast_to(bias, (batch, n_head, t_query, t_key))
+    out = numpy.zeros(q.shape)
+    for b, h, i in numpy.ndindex(batch, n_head, t_query):
+        g = h // (n_head // n_kv_head)
+        visible = [j for j in range(t_key) if (not causal or j <= i + t_key - t_query)
+                   and (key_mask is None or key_mask[b, j])]
+        if not visible:
+            continue  # every key masked: zeros
+        scores = numpy.array([q[b, h, i] @ k[b, g, j] * scale + bias[b, h, i, j] for j in visible])
+        weights = numpy.exp(scores - scores.max())
+        weights /= weights.sum()
+        out[b, h, i] = sum(w * v[b, g, j] for w, j in zip(weights, visible))
+    return out
+
+
+@st.composite
+def attention_cases(draw):
+    """q (B, H, Tq, D), k/v (B, Hkv, Tk, D) with H = r Hkv, and the options: causal with a cached
+    prefix, a key mask (rows of all padding included), a bias of several broadcast shapes, a scale."""
+    batch, n_kv_head, group = draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.sampled_from([1, 1, 2, 3]))
+    n_head, t_query, dim = n_kv_head * group, draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    causal = draw(st.booleans())
+    t_key = draw(st.integers(t_query, t_query + 2)) if causal else draw(st.integers(1, 4))
+    seed = draw(seeds())
+    rng = numpy.random.default_rng(seed)
+    q = rng.standard_normal((batch, n_head, t_query, dim))
+    k, v = (rng.standard_normal((batch, n_kv_head, t_key, dim)) for _ in range(2))
+    key_mask = draw(st.sampled_from([None, bool, int]))
+    if key_mask is not None:
+        key_mask = (rng.random((batch, t_key)) < 0.6).astype(key_mask)
+    bias_shape = draw(st.sampled_from([None, (batch, n_head, t_query, t_key), (n_head, t_query, t_key),
+                                       (1, n_head, 1, t_key), (t_query, t_key)]))
+    bias = None if bias_shape is None else rng.standard_normal(bias_shape)
+    scale = draw(st.sampled_from([None, 1.0, 0.7]))
+    return dict(q=q, k=k, v=v, causal=causal, key_mask=key_mask, bias=bias, scale=scale)
+
+
+def attention_of(case, dropout_p=0.0, seed=0):
+    """(fn, inputs): fn(q, k, v[, bias]) calls the fused op with the case's options."""
+    options = dict(causal=case["causal"], key_mask=case["key_mask"], scale=case["scale"], dropout_p=dropout_p)
+
+    def fn(q, k, v, bias=None):
+        rng = backend.device_rng(seed) if dropout_p else None
+        return F.scaled_dot_product_attention(q, k, v, bias=bias, rng=rng, **options)
+    inputs = [case["q"], case["k"], case["v"]] + ([] if case["bias"] is None else [case["bias"]])
+    return fn, inputs
+
+
+@settings(max_examples=40)
+@given(case=attention_cases(), dropout_p=st.sampled_from([0.0, 0.0, 0.3]), seed=seeds())
+def test_attention_options_gradients(case, dropout_p, seed):
+    fn, inputs = attention_of(case, dropout_p, seed)
+    check_gradients(fn, *inputs, seed=seed)  # q, k, v and the bias; the bias's gradient keeps its shape
+
+
+@settings(max_examples=SOME)
+@given(case=attention_cases())
+def test_attention_options_match_brute_force(case):
+    fn, inputs = attention_of(case)
+    expected = reference_attention(case["q"], case["k"], case["v"], case["causal"], case["key_mask"],
+                                   case["bias"], case["scale"])
+    numpy.testing.assert_allclose(host(fn(*(Tensor(a) for a in inputs))), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_padded_keys_get_exactly_zero_weight_and_gradient_and_an_all_padded_row_gives_zeros():
+    q, k, v = normal(0, (2, 2, 3, 4)), normal(1, (2, 2, 5, 4)), normal(2, (2, 2, 5, 4))
+    key_mask = numpy.array([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0]])  # row 1: every key is padding
+    tensors = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*tensors, causal=False, key_mask=key_mask)
+    out.backward(normal(3, out.shape))
+    padded = key_mask == 0
+    for grad in (tensors[1].grad, tensors[2].grad):
+        assert (host(grad).transpose(0, 2, 1, 3)[padded] == 0.0).all()  # (B, Tk, H, D) at padded keys
+    assert (host(out)[1] == 0.0).all() and (host(tensors[0].grad)[1] == 0.0).all()
+    assert numpy.isfinite(host(out)).all() and numpy.isfinite(host(tensors[0].grad)).all()
+    k2, v2 = k.copy(), v.copy()  # anything at the padded keys: exactly the same output
+    k2.transpose(0, 2, 1, 3)[padded] = 1e3
+    v2.transpose(0, 2, 1, 3)[padded] = -1e3
+    out2 = F.scaled_dot_product_attention(Tensor(q), Tensor(k2), Tensor(v2), causal=False, key_mask=key_mask)
+    numpy.testing.assert_array_equal(host(out2), host(out))
+
+
+def test_left_padding_under_a_causal_mask_gives_zero_rows_not_nan():
+    q, k = normal(0, (1, 1, 4, 2)), normal(1, (1, 1, 4, 2))
+    q_t = Tensor(q, requires_grad=True)
+    out = F.scaled_dot_product_attention(q_t, Tensor(k), Tensor(k), key_mask=numpy.array([[False, False, True, True]]))
+    out.backward(numpy.ones(out.shape))
+    assert (host(out)[0, 0, :2] == 0).all() and (host(out)[0, 0, 2:] != 0).all()
+    assert (host(q_t.grad)[0, 0, :2] == 0).all() and numpy.isfinite(host(q_t.grad)).all()
+
+
+def test_grouped_query_attention_equals_repeated_heads_with_summed_gradients():
+    q, k, v = normal(0, (2, 6, 3, 4)), normal(1, (2, 2, 5, 4)), normal(2, (2, 2, 5, 4))  # 3 query heads a group
+    upstream = normal(3, (2, 6, 3, 4))
+    grouped = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    repeated = [Tensor(q, requires_grad=True)] + [Tensor(numpy.repeat(a, 3, axis=1), requires_grad=True)
+                                                  for a in (k, v)]  # Hugging Face's repeat_kv
+    outs = [F.scaled_dot_product_attention(*tensors) for tensors in (grouped, repeated)]
+    for out in outs:
+        out.backward(upstream)
+    numpy.testing.assert_allclose(host(outs[0]), host(outs[1]), rtol=1e-12)
+    numpy.testing.assert_allclose(host(grouped[0].grad), host(repeated[0].grad), rtol=1e-12)
+    for g, r in zip(grouped[1:], repeated[1:]):
+        numpy.testing.assert_allclose(host(g.grad), host(r.grad).reshape(2, 2, 3, 5, 4).sum(axis=2), rtol=1e-12)
+
+
+def test_attention_option_errors_name_the_shapes():
+    q, k = Tensor(numpy.ones((1, 3, 2, 4))), Tensor(numpy.ones((1, 2, 2, 4)))
+    with pytest.raises(ValueError, match="dividing q's heads \\(here 3 and 2\\)"):
+        F.scaled_dot_product_attention(q, k, k)
+    with pytest.raises(ValueError, match="key_mask has shape \\(2, 2\\); expected \\(1, 2\\)"):
+        F.scaled_dot_product_attention(q, q, q, key_mask=numpy.ones((2, 2)))
+    with pytest.raises(TypeError, match="key_mask has dtype float64"):
+        F.scaled_dot_product_attention(q, q, q, key_mask=numpy.ones((1, 2)))
+    with pytest.raises(ValueError, match="bias has shape \\(2, 2, 2\\)"):
+        F.scaled_dot_product_attention(q, q, q, bias=numpy.zeros((2, 2, 2)))
