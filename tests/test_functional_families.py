@@ -262,3 +262,45 @@ def test_attention_option_errors_name_the_shapes():
         F.scaled_dot_product_attention(q, q, q, key_mask=numpy.ones((1, 2)))
     with pytest.raises(ValueError, match="bias has shape \\(2, 2, 2\\)"):
         F.scaled_dot_product_attention(q, q, q, bias=numpy.zeros((2, 2, 2)))
+
+
+def test_every_new_op_matches_pytorch_forward_and_backward():
+    """Against torch autograd in float64 (Hugging Face's formulas: rotate-half RoPE, repeat_kv GQA)."""
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+
+    def both(ours, theirs, *arrays):
+        mine = [Tensor(a, requires_grad=True) for a in arrays]
+        ref = [torch.tensor(a, requires_grad=True) for a in arrays]
+        out, expected = ours(*mine), theirs(*ref)
+        upstream = normal(9, tuple(expected.shape))
+        out.backward(upstream)
+        expected.backward(torch.tensor(upstream))
+        numpy.testing.assert_allclose(host(out), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+        for m, r in zip(mine, ref):
+            numpy.testing.assert_allclose(host(m.grad), r.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+    x, w = normal(0, (2, 3, 8), 3.0), normal(1, (8,))
+    both(F.silu, tf.silu, x)
+    both(lambda x: F.gelu(x, approximate="none"), lambda x: tf.gelu(x, approximate="none"), x)
+    both(F.gelu, lambda x: tf.gelu(x, approximate="tanh"), x)
+    both(lambda x, w: F.rms_norm(x, w, eps=1e-6),
+         lambda x, w: w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)), x, w)
+
+    cos, sin = F.rotary_tables(numpy.arange(3, 8), 8, theta=500.0, dtype="float64")  # (T, D), a prefix of 3
+
+    def hf_rotary(x):
+        half = torch.cat((-x[..., 4:], x[..., :4]), dim=-1)
+        return x * torch.tensor(host(cos)) + half * torch.tensor(host(sin))
+    both(lambda x: F.apply_rotary(x, cos, sin), hf_rotary, normal(2, (2, 4, 5, 8)))
+
+    q, k, v = normal(3, (2, 4, 3, 8)), normal(4, (2, 2, 5, 8)), normal(5, (2, 2, 5, 8))  # GQA, 2 cached keys
+    bias = normal(6, (1, 4, 3, 5))
+    key_mask = numpy.array([[1, 0, 1, 1, 0], [1, 1, 1, 0, 1]], dtype=bool)  # key 0 kept: no empty rows
+    allowed = numpy.tril(numpy.ones((3, 5), dtype=bool), k=2)[None, None] & key_mask[:, None, None, :]
+
+    def theirs(q, k, v, bias):
+        mask = bias + torch.tensor(numpy.where(allowed, 0.0, -numpy.inf))
+        return tf.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5, enable_gqa=True)
+    both(lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v, key_mask=key_mask, bias=b, scale=0.5),
+         theirs, q, k, v, bias)
