@@ -36,6 +36,12 @@ def op_cases():
         ("linear", lambda x, w, b: F.linear(x, w, b), [(2, 3, 8), (8, 6), (6,)]),
         ("embedding", lambda w: F.embedding(ids, w), [(5, 3)]),
         ("attention", lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4)]),
+        ("silu_gelu_exact", lambda x: F.silu(x) + F.gelu(x, approximate="none"), [(3, 4)]),
+        ("rms_norm", lambda x, w: F.rms_norm(x, w), [(2, 3, 8), (8,)]),
+        ("rotary", lambda x: F.apply_rotary(x, *F.rotary_tables(numpy.arange(2, 5), 4)), [(2, 2, 3, 4)]),
+        ("attention_gqa_mask_bias", lambda q, k, v, b: F.scaled_dot_product_attention(
+            q, k, v, key_mask=numpy.array([[1, 0, 1, 1, 1], [0, 0, 1, 1, 0]]), bias=b, scale=0.5),
+         [(2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4), (4, 3, 5)]),
         ("concat_split", lambda a, b: F.concat(F.split(F.concat([a, b], axis=1), 2, axis=1)[::-1], axis=0), [(2, 3), (2, 3)]),
     ]
 
