@@ -260,7 +260,7 @@ def test_attention_option_errors_name_the_shapes():
         F.scaled_dot_product_attention(q, q, q, key_mask=numpy.ones((2, 2)))
     with pytest.raises(TypeError, match="key_mask has dtype float64"):
         F.scaled_dot_product_attention(q, q, q, key_mask=numpy.ones((1, 2)))
-    with pytest.raises(ValueError, match="bias has shape \\(2, 2, 2\\)"):
+    with pytest.raises(ValueError, match="bias of shape \\(2, 2, 2\\) does not broadcast"):
         F.scaled_dot_product_attention(q, q, q, bias=numpy.zeros((2, 2, 2)))
 
 
@@ -304,3 +304,12 @@ def test_every_new_op_matches_pytorch_forward_and_backward():
         return tf.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5, enable_gqa=True)
     both(lambda q, k, v, b: F.scaled_dot_product_attention(q, k, v, key_mask=key_mask, bias=b, scale=0.5),
          theirs, q, k, v, bias)
+
+
+def test_rms_norm_module_has_one_weight_and_calls_the_fused_op():
+    from minillm.nn import RMSNorm
+    norm = RMSNorm(8, eps=1e-5, dtype="float64")
+    assert [name for name, _ in norm.named_parameters()] == ["weight"] and repr(norm) == "RMSNorm(8, eps=1e-05)"
+    norm.weight.data[:] = normal(1, (8,))
+    x = normal(0, (2, 3, 8))
+    numpy.testing.assert_allclose(host(norm(Tensor(x))), reference_rms_norm(x, host(norm.weight), 1e-5), rtol=1e-12)

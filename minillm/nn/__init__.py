@@ -1,12 +1,13 @@
 """Modules: parameters, layers, and the blocks every model family is built from.
 
     module      Module, Parameter, ModuleList: naming, state dicts, train/eval
-    layers      Linear, Embedding, LayerNorm, Dropout
+    layers      Linear, Embedding, LayerNorm, RMSNorm, Dropout
     attention   MultiHeadAttention: heads, KV cache, grouped KV heads, mask options
     mlp         MLP: c_proj(act(c_fc(x)))
 """
 from minillm.nn.module import Module, Parameter, ModuleList, LoadResult
 from minillm.nn.layers import Linear, Embedding, LayerNorm, Dropout
+from minillm.nn.layers import RMSNorm
 from minillm.nn.attention import MultiHeadAttention, split_heads, split_fused_heads, merge_heads, repeat_kv_heads
 from minillm.nn.mlp import MLP
 
@@ -15,4 +16,5 @@ __all__ = [
     "Linear", "Embedding", "LayerNorm", "Dropout",
     "MultiHeadAttention", "split_heads", "split_fused_heads", "merge_heads", "repeat_kv_heads",
     "MLP",
+    "RMSNorm",
 ]

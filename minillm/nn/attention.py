@@ -3,8 +3,9 @@
     q, k, v = project(x)                    the family's own projections      (B, H, T, D), (B, Hkv, T, D)
     q, k    = rotate(q, k, start)           position hook (Llama's RoPE); GPT-2: none
     k, v    = cache.update(k, v)            inference: cached keys first      (B, Hkv, Tk, D)
-    k, v    = repeat_kv_heads(k, v)         grouped-query attention           (B, H, Tk, D)
     y       = softmax(q k^T / sqrt(D) + mask) v                               (B, H, T, D)
+                                            grouped-query attention: query head h reads
+                                            k/v head h // (H / Hkv) inside the fused op
     out     = output(merge_heads(y))        the family's output projection    (B, T, C)
 
 ``MultiHeadAttention`` does every line except the two that name parameters:
@@ -19,8 +20,8 @@ Linear layers, so parameter names stay the checkpoint's (GPT-2's fused
     rotate(q, k, start)  override to rotate queries and keys by their absolute positions
                          start .. start + T - 1 (RoPE); start is the number of cached tokens
     **attention options  ``attend`` passes any other keyword to
-                         ``F.scaled_dot_product_attention`` (a padding mask, a
-                         relative-position bias, once that op takes them)
+                         ``F.scaled_dot_product_attention`` (key_mask: a padding
+                         mask; bias: a relative-position bias; scale)
 
 Cross-attention (T5's decoder) is a ``project`` that takes its keys and values
 from the encoder's states: override ``forward`` and reuse the pieces
@@ -108,8 +109,7 @@ class MultiHeadAttention(Module):
         if cache is not None:  # the cached prefix first, then the new keys/values
             k_all, v_all = cache.update(self.layer_index, k.data, v.data)  # (B, Hkv, Tk, D)
             k, v = Tensor(k_all), Tensor(v_all)
-        n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv_heads(k, n_rep), repeat_kv_heads(v, n_rep)        # (B, H, Tk, D)
+        # grouped heads: the fused op lets query head h read k/v head h // (H / Hkv), no copy
         p = self.dropout_p if self.training else 0.0
         return F.scaled_dot_product_attention(q, k, v, causal=self.causal, dropout_p=p,
                                               rng=self.dropout_rng, **options)  # (B, H, T, D)

@@ -1,4 +1,4 @@
-"""The basic layers: Linear, Embedding, LayerNorm, Dropout.
+"""The basic layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout.
 
 Each owns its parameters and calls one fused op of ``minillm.functional``.
 Initial weights are drawn on the host from a seeded ``numpy.random.Generator``
@@ -63,6 +63,22 @@ class LayerNorm(Module):
 
     def __repr__(self):
         return f"LayerNorm({self.weight.shape[0]}, eps={self.eps})"
+
+
+class RMSNorm(Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight over the last axis; weight 1, no bias
+    (Llama's RMSNorm, T5's LayerNorm)."""
+
+    def __init__(self, n_features, eps=1e-6, dtype="float32"):
+        super().__init__()
+        self.eps = eps
+        self.weight = Parameter(xp.ones(n_features, dtype=dtype))
+
+    def forward(self, x):
+        return F.rms_norm(x, self.weight, eps=self.eps)                # (..., n_features)
+
+    def __repr__(self):
+        return f"RMSNorm({self.weight.shape[0]}, eps={self.eps})"
 
 
 class Dropout(Module):
