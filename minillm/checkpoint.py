@@ -144,6 +144,12 @@ def load(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith((b"PK", b"\x93NUMPY")):   # an .npz is a zip archive; numpy would try pickle
+        found = f"it starts with {magic!r}" if magic else "it is empty"
+        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: it is not an .npz archive "
+                              f"({found})")
     try:
         npz = numpy.load(path, allow_pickle=False)
         if not hasattr(npz, "files"):

@@ -114,12 +114,21 @@ def test_corrupt_member_is_a_clear_error(tmp_path):
 def test_garbage_and_pickle_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(CheckpointError, match="garbage.npz is corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="garbage.npz is not a minillm checkpoint: it is not an .npz"):
         checkpoint.load(garbage)
     evil = tmp_path / "evil.npz"
     evil.write_bytes(pickle.dumps({"model": {}}))                     # a pickle is never unpickled
-    with pytest.raises(CheckpointError, match="evil.npz is corrupt or truncated"):
+    with pytest.raises(CheckpointError, match="evil.npz is not a minillm checkpoint: it is not an .npz"):
         checkpoint.load(evil)
+
+
+def test_a_text_file_is_not_called_corrupt_nor_advised_to_unpickle(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("ROMEO: hello\n")
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(text)
+    assert "is not an .npz archive (it starts with b'ROMEO:')" in str(info.value)
+    assert "pickle" not in str(info.value) and "corrupt" not in str(info.value)
 
 
 def test_foreign_files_are_refused(tmp_path):
