@@ -389,6 +389,8 @@ class Cleaner:
             hit = self.lsh.query(sig) if sig is not None else None
             if hit is not None:
                 return self._drop(name, text, "near_duplicate", f"~ {hit[0]} (J≈{hit[1]:.2f})")
+        if before.strip() and not after.strip():        # every line was a duplicate: not a length problem
+            return self._drop(name, text, "all_lines_duplicate", _snippet(before, 30))
         problem = quality_problem(after, c)
         if problem is not None:
             return self._drop(name, text, *problem)

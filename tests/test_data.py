@@ -237,6 +237,15 @@ def test_lines_seen_in_an_earlier_document_are_dropped():
     assert report.removed["duplicate_line"] == [1, len(shared) + 1]
 
 
+def test_a_document_emptied_by_line_dedup_says_so_not_too_short():
+    rng = np.random.default_rng(3)
+    first = clean_doc(rng)
+    copied = "\n".join(first.split("\n")[:3])        # long lines, all seen in `first`
+    out, report = run([("a", first), ("b", copied)], CleanConfig(near_dup_threshold=None))
+    assert [n for n, _ in out] == ["a"]
+    assert doc_removals(report) == {"all_lines_duplicate": 1}
+
+
 def test_documents_are_deduplicated_in_both_forms_so_a_second_pass_agrees():
     """A document is checked before and after its duplicate lines go. Here b and c differ
     only in a line that z already had, so after line dedup they are the same text:
