@@ -30,9 +30,13 @@ def load_corpus(path=None):
     path = DEFAULT_CORPUS if path is None else os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"corpus file {path} does not exist "
-                                "(leave --data out to use the shipped Shakespeare corpus)")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+                                "(path=None reads the shipped Shakespeare corpus)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as error:          # a binary file, or another encoding
+        raise ValueError(f"corpus file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} "
+                         f"at position {error.start} does not decode") from None
     if not text:
         raise ValueError(f"corpus file {path} is empty")
     return text
@@ -68,7 +72,7 @@ def get_batch(data_ids, batch_size, block_size, rng):
         raise ValueError(f"batch_size ({batch_size}) and block_size ({block_size}) must be positive")
     if len(data_ids) < block_size + 1:
         raise ValueError(f"the data has {len(data_ids)} tokens, fewer than block_size + 1 = "
-                         f"{block_size + 1}: use a smaller --block-size or more text")
+                         f"{block_size + 1}: use a smaller block_size or more text")
     starts = rng.integers(0, len(data_ids) - block_size, size=batch_size)     # (B,)
     offsets = numpy.arange(block_size + 1)                                     # (T+1,)
     windows = data_ids[starts[:, None] + offsets[None, :]].astype(numpy.int64)  # (B, T+1)

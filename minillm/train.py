@@ -226,8 +226,8 @@ class Trainer:
         kept = (f"the last good checkpoint, {self.ckpt_path} (iteration {self.last_checkpoint_step}), "
                 "is kept" if self.last_checkpoint_step is not None else "no checkpoint was written")
         raise TrainingDiverged(f"{what} at iteration {self.step + 1} (lr {lr:.3g}): training stopped "
-                               f"before updating the weights; {kept}. Try a lower --lr, a smaller "
-                               "--grad-clip or more --warmup-iters.")
+                               f"before updating the weights; {kept}. Try a lower lr, a smaller "
+                               "grad_clip or more warmup_iters.")
 
     # ----------------------------------------------------------- evaluation
     def estimate_loss(self, ids, seed):
@@ -334,8 +334,7 @@ class Trainer:
             progress.close()
             if self.ckpt_path is not None:
                 self.save_checkpoint(self._rng_snapshot)
-                progress.message(f"interrupted after iteration {self.step}: saved {self.ckpt_path}; "
-                                 "continue with --resume")
+                progress.message(f"interrupted after iteration {self.step}: saved {self.ckpt_path}")
             raise
         finally:
             progress.close()
