@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-from minillm import backend, checkpoint, distributed
+from minillm import backend, checkpoint, cli, distributed
 from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
@@ -37,35 +37,41 @@ from minillm.train import TrainConfig, Trainer, TrainingDiverged
 DEFAULT_ITERS = 2000
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Pretrain a small GPT on Shakespeare.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=None, help="text file to train on (default: the shipped corpus)")
+def build_parser():
+    p = cli.ArgumentParser(description="Pretrain a small GPT on Shakespeare.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=cli.existing_file, default=None,
+                   help="text file to train on (default: the shipped corpus)")
     p.add_argument("--out", default=os.path.join("out", "shakespeare"),
                    help="folder for ckpt.npz, loss.png and sample.txt")
-    p.add_argument("--iters", type=int, default=None,
+    p.add_argument("--iters", type=cli.positive_int, default=None,
                    help=f"total iterations (default {DEFAULT_ITERS}; a resumed run keeps its own total)")
-    p.add_argument("--eval-every", type=int, default=250, help="estimate train/val loss every N iterations")
-    p.add_argument("--eval-iters", type=int, default=20, help="batches per loss estimate")
-    p.add_argument("--checkpoint-every", type=int, default=None,
+    p.add_argument("--eval-every", type=cli.positive_int, default=250,
+                   help="estimate train/val loss every N iterations")
+    p.add_argument("--eval-iters", type=cli.positive_int, default=20, help="batches per loss estimate")
+    p.add_argument("--checkpoint-every", type=cli.non_negative_int, default=None,
                    help="write ckpt.npz every N iterations (default: at each evaluation; 0: only at the end)")
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt.npz")
-    p.add_argument("--seed", type=int, default=1337, help="seeds the weights, dropout, batches and sample")
-    p.add_argument("--batch-size", type=int, default=12)
-    p.add_argument("--block-size", type=int, default=64, help="context length in tokens")
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--min-lr", type=float, default=1e-4, help="learning rate at the end of the cosine decay")
-    p.add_argument("--warmup-iters", type=int, default=100)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--grad-clip", type=float, default=1.0, help="clip the gradient norm (0: off)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=1337,
+                   help="seeds the weights, dropout, batches and sample")
+    p.add_argument("--batch-size", type=cli.positive_int, default=12)
+    p.add_argument("--block-size", type=cli.positive_int, default=64, help="context length in tokens")
+    p.add_argument("--n-layer", type=cli.positive_int, default=4)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=128)
+    p.add_argument("--dropout", type=cli.dropout_rate, default=0.0)
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="peak learning rate")
+    p.add_argument("--min-lr", type=cli.non_negative_float, default=1e-4,
+                   help="learning rate at the end of the cosine decay")
+    p.add_argument("--warmup-iters", type=cli.non_negative_int, default=100)
+    p.add_argument("--weight-decay", type=cli.non_negative_float, default=0.1)
+    p.add_argument("--grad-clip", type=cli.non_negative_float, default=1.0, help="clip the gradient norm (0: off)")
     p.add_argument("--tokenizer", choices=("char", "bpe"), default="char")
-    p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size (--tokenizer bpe only)")
-    p.add_argument("--sample-tokens", type=int, default=500, help="length of the sample printed at the end")
-    return p.parse_args(argv)
+    p.add_argument("--vocab-size", type=cli.positive_int, default=512,
+                   help="BPE vocabulary size (--tokenizer bpe only)")
+    p.add_argument("--sample-tokens", type=cli.non_negative_int, default=500,
+                   help="length of the sample printed at the end")
+    return p
 
 
 def build_tokenizer(kind, text, vocab_size):
@@ -84,7 +90,7 @@ def new_run(args, world):
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
     train_config = TrainConfig(
-        iters=args.iters or DEFAULT_ITERS, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+        iters=DEFAULT_ITERS if args.iters is None else args.iters, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
         warmup_iters=args.warmup_iters, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         eval_every=args.eval_every, eval_iters=args.eval_iters, checkpoint_every=args.checkpoint_every,
         seed=args.seed)
@@ -97,11 +103,9 @@ def resumed_run(args, world):
     """Tokenizer, model, optimizer and generators exactly as the checkpoint left them."""
     path = os.path.join(args.out, "ckpt.npz")
     if not os.path.exists(path):
-        sys.exit(f"--resume: there is no checkpoint {path} to continue (drop --resume to start a new run)")
-    try:
-        ckpt = checkpoint.load(path)
-    except checkpoint.CheckpointError as error:
-        sys.exit(f"--resume: {error}")
+        raise FileNotFoundError(f"--resume: there is no checkpoint {path} to continue "
+                                "(drop --resume to start a new run)")
+    ckpt = checkpoint.load(path)
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
     data = args.data or ckpt.get("data")
     train_ids, val_ids = split_ids(tokenizer.encode(load_corpus(data)))
@@ -109,14 +113,17 @@ def resumed_run(args, world):
         trainer = Trainer.from_checkpoint(ckpt, train_ids, val_ids, iters=args.iters, tokenizer=tokenizer,
                                           out_dir=args.out, extra={"data": data}, world=world)
     except ValueError as error:                  # e.g. its batch size does not split over these ranks
-        sys.exit(f"--resume: {error}")
+        raise ValueError(f"--resume: {error}") from None
     print(f"resuming {path} at iteration {trainer.step} of {trainer.config.iters} "
           "(model and training settings come from the checkpoint)")
     return trainer, tokenizer
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(train, argv, failures=(TrainingDiverged,))
+
+
+def train(args):
     world = distributed.init()
     if world.rank != 0:
         sys.stdout = open(os.devnull, "w")       # rank 0 alone prints (errors still reach stderr)
@@ -128,6 +135,9 @@ def main(argv=None):
         return 2
     trainer, tokenizer = resumed_run(args, world) if args.resume else new_run(args, world)
     model, cfg = trainer.model, trainer.model.config
+    if trainer.config.warmup_iters >= trainer.config.decay_iters:
+        cli.warn(f"--iters {trainer.config.iters} is not above --warmup-iters {trainer.config.warmup_iters}: "
+                 "the learning rate warms up for the whole run and never decays")
     print(f"backend {backend.name} | {model.num_parameters():,} parameters | vocabulary {cfg.vocab_size} | "
           f"layers {cfg.n_layer}, heads {cfg.n_head}, width {cfg.n_embd}, context {cfg.block_size} | "
           f"{len(trainer.train_ids):,} training tokens, {len(trainer.val_ids):,} validation tokens"
@@ -136,10 +146,8 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         history = trainer.run()
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
+        print(f"continue this run with --resume --out {args.out}", file=sys.stderr)
         return 130
     if world.rank != 0:
         return 0                                 # rank 0 alone plots, samples and writes --out
