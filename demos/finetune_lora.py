@@ -21,58 +21,67 @@ same base weights, trains ``--iters`` steps of next-token prediction on the
 new text, and reports: trainable parameters, the bytes of gradients + AdamW
 state (measured from the arrays with ``minillm.scaling.measured_training_bytes``,
 next to the course formula), time per step, and validation perplexity on the
-new domain before and after. Writes ``--out/finetune_lora.png`` (loss curves)
-and the LoRA adapters (``--out/adapter_r{r}.npz``, kilobytes).
+new domain before and after. Writes ``--out/finetune_lora.png`` (loss curves),
+the LoRA adapters (``--out/adapter_r{r}.npz``, kilobytes), the fully finetuned
+model (``--out/full.npz``) and, when the demo pretrained it, the base
+(``--out/base.npz``), so an adapter can be used afterwards:
+
+    python demos/sample.py --ckpt out/finetune_lora/base.npz --adapter out/finetune_lora/adapter_r8.npz
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy
 
-from minillm import backend, scaling
+from minillm import backend, checkpoint, cli, scaling
 from minillm.autograd import no_grad
 from minillm.evaluate import perplexity
 from minillm.finetune import load_pretrained, pretrain_base, split_plays
 from minillm.lora import apply_lora, merge_lora, save_adapter, unmerge_lora
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
+from minillm.progress import Progress
 from minillm.text_data import get_batch, load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
 from minillm import functional as F
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Full finetuning versus LoRA for domain adaptation.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", default=None, help="base checkpoint (default: pretrain one briefly here)")
-    p.add_argument("--data", default=None, help="new-domain text file (default: the held-out play)")
+def build_parser():
+    p = cli.ArgumentParser(description="Full finetuning versus LoRA for domain adaptation.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", type=cli.existing_file, default=None,
+                   help="base checkpoint (default: pretrain one briefly here)")
+    p.add_argument("--data", type=cli.existing_file, default=None,
+                   help="new-domain text file (default: the held-out play)")
     p.add_argument("--held-out", default="A MIDSUMMER NIGHT'S DREAM", help="play title held out as the new domain")
     p.add_argument("--out", default=os.path.join("out", "finetune_lora"))
-    p.add_argument("--pretrain-iters", type=int, default=400, help="pretraining steps when there is no --ckpt")
-    p.add_argument("--iters", type=int, default=150, help="finetuning steps per method")
-    p.add_argument("--ranks", default="2,8", help="LoRA ranks to compare, comma-separated")
-    p.add_argument("--alpha", type=float, default=16.0)
-    p.add_argument("--targets", default="c_attn,c_fc", help="LoRA target layers, comma-separated")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of full finetuning")
-    p.add_argument("--lora-lr", type=float, default=5e-3, help="peak learning rate of LoRA")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--eval-tokens", type=int, default=6000, help="validation tokens scored for perplexity")
-    p.add_argument("--seed", type=int, default=1337)
-    return p.parse_args(argv)
+    p.add_argument("--pretrain-iters", type=cli.positive_int, default=400,
+                   help="pretraining steps when there is no --ckpt")
+    p.add_argument("--iters", type=cli.positive_int, default=150, help="finetuning steps per method")
+    p.add_argument("--ranks", type=cli.positive_int_list, default="2,8", help="LoRA ranks to compare, comma-separated")
+    p.add_argument("--alpha", type=cli.positive_float, default=16.0)
+    p.add_argument("--targets", type=cli.name_list, default="c_attn,c_fc",
+                   help="LoRA target layers, comma-separated")
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="peak learning rate of full finetuning")
+    p.add_argument("--lora-lr", type=cli.positive_float, default=5e-3, help="peak learning rate of LoRA")
+    p.add_argument("--batch-size", type=cli.positive_int, default=16)
+    p.add_argument("--block-size", type=cli.positive_int, default=64)
+    p.add_argument("--n-layer", type=cli.positive_int, default=2)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_argument("--eval-tokens", type=cli.positive_int, default=6000,
+                   help="validation tokens scored for perplexity")
+    p.add_argument("--seed", type=cli.non_negative_int, default=1337)
+    return p
 
 
 def build_base(args, corpus):
     """(base model, tokenizer, new-domain text, note on where the domain comes from)."""
     plays = dict(split_plays(corpus))
     if args.data is None and args.held_out not in plays:
-        sys.exit(f"--held-out {args.held_out!r} is not a play of the corpus; expected one of {sorted(plays)}")
+        raise ValueError(f"--held-out {args.held_out!r} is not a play of the corpus; expected one of {sorted(plays)}")
     if args.data is not None:
         new_text, note = load_corpus(args.data), f"new domain: {args.data}"
         pretrain_text = corpus
@@ -83,7 +92,7 @@ def build_base(args, corpus):
     if args.ckpt is not None:
         model, tok = load_pretrained(args.ckpt)
         if tok is None:
-            sys.exit(f"{args.ckpt} has no tokenizer: use a checkpoint of demos/train_shakespeare.py")
+            raise ValueError(f"--ckpt {args.ckpt} has no tokenizer: use a checkpoint of demos/train_shakespeare.py")
         if args.data is None:
             note = f"new domain: {args.held_out} (WARNING: {args.ckpt} may have seen it; pass --data)"
         return model, tok, new_text, note
@@ -97,6 +106,10 @@ def build_base(args, corpus):
     print(f"pretraining a {config.n_layer}-layer, {config.n_embd}-wide char model for {args.pretrain_iters} "
           f"steps on {len(train_ids):,} tokens ...", flush=True)
     model = pretrain_base(train_ids, val_ids, config, train_config, seed=args.seed, tokenizer=tok)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "base.npz")
+    checkpoint.save(path, model, tokenizer=tok)
+    print(f"saved the base to {path}")
     return model, tok, new_text, note
 
 
@@ -108,6 +121,7 @@ def finetune(model, train_ids, args, lr, seed):
     rng = numpy.random.default_rng(seed)
     losses, times, memory = [], [], None
     model.train()
+    progress = Progress(args.iters)
     for step in range(args.iters):
         set_lr(optimizer, cosine_lr(step, lr, lr / 10, min(10, args.iters), args.iters))
         start = time.perf_counter()
@@ -122,11 +136,16 @@ def finetune(model, train_ids, args, lr, seed):
         backend.synchronize()
         times.append(time.perf_counter() - start)
         losses.append(float(loss.data))
+        progress.update(step + 1, losses[-1], optimizer.param_groups[0]["lr"], times[-1])
+    progress.close()
     return losses, float(numpy.median(times[1:] or times)), memory
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(compare, argv)
+
+
+def compare(args):
     corpus = load_corpus()
     base, tok, new_text, note = build_base(args, corpus)
     missing = sorted(set(new_text) - set(tok.chars))
@@ -141,8 +160,7 @@ def main(argv=None):
     print(f"{note}: {len(train_ids):,} training / {len(val_ids):,} validation tokens; "
           f"base perplexity {ppl_before:.2f}", flush=True)
 
-    ranks = [int(r) for r in args.ranks.split(",") if r]
-    targets = tuple(t for t in args.targets.split(",") if t)
+    ranks, targets = args.ranks, args.targets
     methods = [("full", None)] + [(f"LoRA r={r}", r) for r in ranks]
     rows, curves = [], {}
     os.makedirs(args.out, exist_ok=True)
@@ -158,7 +176,10 @@ def main(argv=None):
         ppl_after = perplexity(model, val_ids)
         formula = scaling.training_memory(n_total, n_train, weight_bytes=4, grad_bytes=4, moment_bytes=4)
         extra = ""
-        if rank is not None:
+        if rank is None:
+            checkpoint.save(os.path.join(args.out, "full.npz"), model, tokenizer=tok)
+            print(f"  saved the finetuned model to {os.path.join(args.out, 'full.npz')}")
+        else:
             path = save_adapter(os.path.join(args.out, f"adapter_r{rank}.npz"), model)
             extra = f"{os.path.getsize(path) / 1024:.0f} KiB"
             with no_grad():
@@ -182,6 +203,10 @@ def main(argv=None):
               f"{ppl_before:>10.2f} {ppl_after:>9.2f}  {extra}")
     plot(curves, rows, ppl_before, os.path.join(args.out, "finetune_lora.png"), note)
     print(f"wrote {os.path.join(args.out, 'finetune_lora.png')}")
+    if ranks:
+        base_path = args.ckpt or os.path.join(args.out, "base.npz")
+        adapter_path = os.path.join(args.out, f"adapter_r{ranks[-1]}.npz")
+        print(f"generate with an adapter: python demos/sample.py --ckpt {base_path} --adapter {adapter_path}")
 
 
 def plot(curves, rows, ppl_before, path, note):

@@ -146,7 +146,8 @@ class ArgumentParser(argparse.ArgumentParser):
             about_value = (isinstance(value, str) and len(value) > 1
                            and re.search(rf"(?<![^\s'\"(]){re.escape(value)}(?![^\s'\",:;)])", message))
             if about_dest or about_value:
-                named.append(flag if value is None else f"{flag} {value}")
+                shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+                named.append(flag if value is None else f"{flag} {shown}")
         return named
 
     def explain(self, error, args):
