@@ -18,20 +18,25 @@ response tokens (``minillm.finetune.sft_step``). The held-out prompts never
 occur in training. Before and after, the model answers each held-out prompt
 greedily and we count exact matches. The base is pretrained briefly here
 (or ``--ckpt``); ``--lora-rank`` trains a LoRA adapter instead of every weight.
-Writes ``--out/sft.png`` (loss and accuracy during training).
+Writes ``--out/sft.png`` (loss and accuracy during training) and the trained
+model, ``--out/sft.npz`` (LoRA folded into the weights), which
+``python demos/sample.py --ckpt out/sft/sft.npz --prompt "Q: reverse 'abc'
+A: " --temperature 0`` answers with; with ``--lora-rank`` also the adapter
+alone (``--out/adapter.npz``) and the base it adapts (``--out/base.npz``).
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy
 
+from minillm import checkpoint, cli
 from minillm.finetune import (SFTDataset, exact_match, generate_response, load_pretrained, pretrain_base,
                               sft_step)
-from minillm.lora import apply_lora
-from minillm.models import GPTConfig
+from minillm.lora import apply_lora, merge_lora, save_adapter
+from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, cosine_lr, param_groups_for_weight_decay, set_lr
+from minillm.progress import Progress
 from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
@@ -39,32 +44,37 @@ from minillm.train import TrainConfig
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Instruction finetuning (SFT) on a generated task.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", default=None, help="base checkpoint (default: pretrain one briefly here)")
+def build_parser():
+    p = cli.ArgumentParser(description="Instruction finetuning (SFT) on a generated task.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", type=cli.existing_file, default=None,
+                   help="base checkpoint (default: pretrain one briefly here)")
     p.add_argument("--task", choices=("reverse", "add"), default="reverse")
-    p.add_argument("--max-len", type=int, default=4, help="longest string to reverse (3 letters at least)")
+    p.add_argument("--max-len", type=cli.positive_int, default=4,
+                   help="longest string to reverse (3 letters at least)")
     p.add_argument("--out", default=os.path.join("out", "sft"))
-    p.add_argument("--pretrain-iters", type=int, default=300, help="pretraining steps when there is no --ckpt")
-    p.add_argument("--iters", type=int, default=500, help="SFT optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per micro-batch")
-    p.add_argument("--accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--lora-rank", type=int, default=0, help="0: full finetuning; r > 0: LoRA of rank r")
-    p.add_argument("--lora-targets", default="c_attn,c_proj,c_fc", help="layers LoRA wraps, comma-separated")
+    p.add_argument("--pretrain-iters", type=cli.positive_int, default=300,
+                   help="pretraining steps when there is no --ckpt")
+    p.add_argument("--iters", type=cli.positive_int, default=500, help="SFT optimizer steps")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32, help="pairs per micro-batch")
+    p.add_argument("--accum", type=cli.positive_int, default=1, help="micro-batches per step")
+    p.add_argument("--lr", type=cli.positive_float, default=5e-3)
+    p.add_argument("--lora-rank", type=cli.non_negative_int, default=0,
+                   help="0: full finetuning; r > 0: LoRA of rank r")
+    p.add_argument("--lora-targets", type=cli.name_list, default="c_attn,c_proj,c_fc",
+                   help="layers LoRA wraps, comma-separated")
     p.add_argument("--unfreeze", default="", help="with LoRA: parameters to train as well, by name prefix "
                    "(e.g. wpe, ln_f), comma-separated (PEFT's modules_to_save)")
     p.add_argument("--train-on-prompt", action="store_true", help="count the prompt tokens in the loss too")
-    p.add_argument("--n-train", type=int, default=3000, help="training pairs")
-    p.add_argument("--n-test", type=int, default=200, help="held-out pairs")
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--seed", type=int, default=1337)
-    return p.parse_args(argv)
+    p.add_argument("--n-train", type=cli.positive_int, default=3000, help="training pairs")
+    p.add_argument("--n-test", type=cli.positive_int, default=200, help="held-out pairs")
+    p.add_argument("--eval-every", type=cli.positive_int, default=100)
+    p.add_argument("--block-size", type=cli.positive_int, default=64)
+    p.add_argument("--n-layer", type=cli.positive_int, default=2)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_argument("--seed", type=cli.non_negative_int, default=1337)
+    return p
 
 
 def make_pairs(task, n, rng, max_len):
@@ -84,7 +94,7 @@ def build_base(args):
     if args.ckpt is not None:
         model, tok = load_pretrained(args.ckpt)
         if tok is None:
-            sys.exit(f"{args.ckpt} has no tokenizer: use a checkpoint of demos/train_shakespeare.py")
+            raise ValueError(f"--ckpt {args.ckpt} has no tokenizer: use a checkpoint of demos/train_shakespeare.py")
         return model, tok
     corpus = load_corpus()
     tok = CharTokenizer.from_text(corpus)
@@ -100,8 +110,29 @@ def build_base(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(finetune, argv)
+
+
+def save(model, tok, args):
+    """Write the trained model (LoRA folded in) to --out/sft.npz; with LoRA also the adapter alone."""
+    if args.lora_rank:
+        path = save_adapter(os.path.join(args.out, "adapter.npz"), model)
+        print(f"wrote {path} (the LoRA matrices only{'; not the --unfreeze weights' if args.unfreeze else ''})")
+        merge_lora(model)
+    plain = GPT(model.config)                                 # the same weights, without the LoRA wrappers
+    state = model.state_dict()
+    plain.load_state_dict({name: state[name] for name in plain.state_dict()})
+    checkpoint.save(os.path.join(args.out, "sft.npz"), plain, tokenizer=tok, task=args.task)
+    print(f"wrote {os.path.join(args.out, 'sft.npz')}")
+
+
+def finetune(args):
+    if args.task == "reverse" and args.max_len < 3:
+        raise ValueError(f"--max-len {args.max_len}: the words to reverse have 3 letters at least")
     model, tok = build_base(args)
+    os.makedirs(args.out, exist_ok=True)
+    if args.lora_rank:
+        checkpoint.save(os.path.join(args.out, "base.npz"), model, tokenizer=tok)
     rng = numpy.random.default_rng(args.seed)
     pairs = make_pairs(args.task, args.n_train + args.n_test, rng, args.max_len)
     train_pairs, test_pairs = pairs[:args.n_train], pairs[args.n_train:]      # distinct prompts: held out
@@ -110,7 +141,7 @@ def main(argv=None):
     max_new = max(len(r) for _, r in pairs) + 2
     if args.lora_rank:
         apply_lora(model, rank=args.lora_rank, alpha=2 * args.lora_rank, seed=args.seed,
-                   targets=tuple(t for t in args.lora_targets.split(",") if t))
+                   targets=args.lora_targets)
         prefixes = tuple(t for t in args.unfreeze.split(",") if t)
         for name, p in model.named_parameters():
             if prefixes and name.startswith(prefixes):
@@ -131,17 +162,20 @@ def main(argv=None):
     losses, evals = [], [(0, before)]
     start = time.perf_counter()
     model.train()
+    progress = Progress(args.iters)
     for step in range(args.iters):
         set_lr(optimizer, cosine_lr(step, args.lr, args.lr / 10, min(30, args.iters), args.iters))
         size = min(args.batch_size, len(data))
         micro = [data.batch(batch_rng.choice(len(data), size=size, replace=False)) for _ in range(args.accum)]
         loss, _ = sft_step(model, optimizer, micro, grad_clip=1.0)
         losses.append(loss)
+        progress.update(step + 1, loss, optimizer.param_groups[0]["lr"])
         if (step + 1) % args.eval_every == 0 or step + 1 == args.iters:
             acc = exact_match(model, tests, test_pairs[:50], max_new)
             evals.append((step + 1, acc))
-            print(f"step {step + 1}: loss {numpy.mean(losses[-args.eval_every:]):.3f}, "
-                  f"held-out exact match (first 50) {acc:.0%}", flush=True)
+            progress.message(f"step {step + 1}: loss {numpy.mean(losses[-args.eval_every:]):.3f}, "
+                             f"held-out exact match (first 50) {acc:.0%}")
+    progress.close()
     seconds = time.perf_counter() - start
     after = exact_match(model, tests, test_pairs, max_new)
     train_after = exact_match(model, data, train_pairs[:args.n_test], max_new)
@@ -155,9 +189,9 @@ def main(argv=None):
     for prompt, response in test_pairs[:5]:
         answer = generate_response(model, tok, tests.prompt_text(prompt), max_new)
         print(f"  {tests.prompt_text(prompt)!r} -> {answer!r} (expected {response!r})")
-    os.makedirs(args.out, exist_ok=True)
     plot(losses, evals, os.path.join(args.out, "sft.png"), f"SFT: {args.task}, {method}")
     print(f"wrote {os.path.join(args.out, 'sft.png')}")
+    save(model, tok, args)
 
 
 def plot(losses, evals, path, title):
