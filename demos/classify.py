@@ -33,17 +33,17 @@ Prints accuracies (and chance) and writes ``--out/classify.png`` (confusion matr
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy
 
-from minillm import backend
+from minillm import backend, cli
 from minillm.evaluate import classify
 from minillm.finetune import (GPTClassifier, classifier_step, load_pretrained, pretrain_base, predict_classes,
                               split_plays)
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW
+from minillm.progress import Progress
 from minillm.text_data import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
@@ -59,28 +59,31 @@ SHORT = {"HAMLET, PRINCE OF DENMARK": "Hamlet", "ROMEO AND JULIET": "Romeo", "TH
          "A MIDSUMMER NIGHT'S DREAM": "Dream", "MACBETH": "Macbeth"}
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Classify passages by play (or genre): extra head vs zero-shot.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", default=None, help="base checkpoint (default: pretrain one briefly here)")
+def build_parser():
+    p = cli.ArgumentParser(description="Classify passages by play (or genre): extra head vs zero-shot.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", type=cli.existing_file, default=None,
+                   help="base checkpoint (default: pretrain one briefly here)")
     p.add_argument("--task", choices=("play", "genre"), default="play")
     p.add_argument("--out", default=os.path.join("out", "classify"))
-    p.add_argument("--pretrain-iters", type=int, default=400, help="pretraining steps when there is no --ckpt")
-    p.add_argument("--iters", type=int, default=300, help="classifier training steps (each variant)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-2, help="learning rate of the head")
-    p.add_argument("--body-lr", type=float, default=1e-3, help="learning rate of the body (head + body)")
-    p.add_argument("--passage-len", type=int, default=64, help="characters per passage")
-    p.add_argument("--n-train", type=int, default=400,
+    p.add_argument("--pretrain-iters", type=cli.positive_int, default=400,
+                   help="pretraining steps when there is no --ckpt")
+    p.add_argument("--iters", type=cli.positive_int, default=300, help="classifier training steps (each variant)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--lr", type=cli.positive_float, default=3e-2, help="learning rate of the head")
+    p.add_argument("--body-lr", type=cli.positive_float, default=1e-3,
+                   help="learning rate of the body (head + body)")
+    p.add_argument("--passage-len", type=cli.positive_int, default=64, help="characters per passage")
+    p.add_argument("--n-train", type=cli.positive_int, default=400,
                    help="training passages per play (per play on average with --task genre)")
-    p.add_argument("--n-test", type=int, default=25,
+    p.add_argument("--n-test", type=cli.positive_int, default=25,
                    help="test passages per play (per play on average with --task genre)")
-    p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--seed", type=int, default=1337)
-    return p.parse_args(argv)
+    p.add_argument("--block-size", type=cli.positive_int, default=64)
+    p.add_argument("--n-layer", type=cli.positive_int, default=2)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_argument("--seed", type=cli.non_negative_int, default=1337)
+    return p
 
 
 def passages(text, n, length, rng):
@@ -89,12 +92,15 @@ def passages(text, n, length, rng):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(compare, argv)
+
+
+def compare(args):
     corpus = load_corpus()
     plays = split_plays(corpus)
     titles = [t for t, _ in plays]
     if sorted(titles) != sorted(SPEAKERS):
-        sys.exit(f"this demo expects the eight shipped plays, found {titles}")
+        raise ValueError(f"this demo expects the eight shipped plays, found {titles}")
     cut = {t: int(0.8 * len(p)) for t, p in plays}
     rng = numpy.random.default_rng(args.seed)
     if args.ckpt is not None:
@@ -114,7 +120,7 @@ def main(argv=None):
         base = pretrain_base(ids[:int(0.95 * len(ids))], ids[int(0.95 * len(ids)):], config, tcfg,
                              seed=args.seed)
     if args.passage_len > base.config.block_size:
-        sys.exit(f"--passage-len {args.passage_len} exceeds the model's block_size {base.config.block_size}")
+        raise ValueError(f"--passage-len {args.passage_len} exceeds the model's block_size {base.config.block_size}")
 
     if args.task == "play":
         classes = titles
@@ -143,6 +149,8 @@ def main(argv=None):
     base.eval()
     names = [SPEAKERS[t] for t in titles]
     predicted = []
+    progress = Progress(len(test_x), every=max(1, len(test_x) // 5), unit="passage")
+    print(f"zero-shot: scoring {len(names)} speaker names after each of {len(test_x)} test passages ...", flush=True)
     for passage in test_x:
         probs = classify(base, tok, passage + "\n\n", names, length_normalize=True)
         by_play = numpy.array([probs[SPEAKERS[t]] for t in titles])
@@ -152,6 +160,8 @@ def main(argv=None):
             predicted.append(0 if comedy > tragedy else 1)
         else:
             predicted.append(int(by_play.argmax()))
+        progress.update(len(predicted))
+    progress.close()
     predicted = numpy.array(predicted)
     results.append(("zero-shot (who speaks next?)", 0, (predicted == test_y).mean(), time.perf_counter() - start))
     confusions["zero-shot"] = predicted
@@ -169,9 +179,13 @@ def main(argv=None):
         batch_rng = numpy.random.default_rng(args.seed + 1)
         start = time.perf_counter()
         clf.train()
-        for _ in range(args.iters):
+        print(f"{name}: {args.iters} steps ...", flush=True)
+        progress = Progress(args.iters)
+        for step in range(args.iters):
             rows = batch_rng.choice(len(train_x), size=min(args.batch_size, len(train_x)), replace=False)
-            classifier_step(clf, optimizer, train_x[rows], None, train_y[rows])
+            loss = classifier_step(clf, optimizer, train_x[rows], None, train_y[rows])
+            progress.update(step + 1, loss)
+        progress.close()
         predicted = predict_classes(clf, test_ids)
         n_trained = clf.num_parameters(trainable_only=True)
         results.append((name, n_trained, (predicted == test_y).mean(), time.perf_counter() - start))

@@ -31,13 +31,14 @@ def format_duration(seconds):
 class Progress:
     """Shows progress of an iteration count from ``start`` to ``total``.
 
-    ``update(step, loss, lr=None, seconds=None)`` after each iteration (``step``
-    iterations done); ``message(text)`` for a line of its own (evaluations,
-    checkpoints); ``close()`` at the end.
+    ``update(step, loss=None, lr=None, seconds=None)`` after each iteration
+    (``step`` iterations done); ``message(text)`` for a line of its own
+    (evaluations, checkpoints); ``close()`` at the end. ``unit`` names what is
+    counted ("iter", or e.g. "passage" for work without a loss).
     """
 
-    def __init__(self, total, start=0, stream=None, every=None, window=20, min_interval=0.1):
-        self.total, self.start = int(total), int(start)
+    def __init__(self, total, start=0, stream=None, every=None, window=20, min_interval=0.1, unit="iter"):
+        self.total, self.start, self.unit = int(total), int(start), unit
         self.stream = sys.stdout if stream is None else stream
         isatty = getattr(self.stream, "isatty", None)
         self.tty = bool(isatty and isatty())
@@ -56,17 +57,18 @@ class Progress:
     def eta_seconds(self, step):
         return (self.total - step) * self.ms_per_iter / 1000.0 if self.times else float("nan")
 
-    def line(self, step, loss, lr=None):
+    def line(self, step, loss=None, lr=None):
         width = len(str(self.total))
-        parts = [f"iter {step:>{width}d}/{self.total}", f"{100 * step / max(self.total, 1):3.0f}%",
-                 f"loss {loss:.4f}"]
+        parts = [f"{self.unit} {step:>{width}d}/{self.total}", f"{100 * step / max(self.total, 1):3.0f}%"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
         if lr is not None:
             parts.append(f"lr {lr:.2e}")
         if self.times:
-            parts += [f"{self.ms_per_iter:.1f} ms/iter", f"ETA {format_duration(self.eta_seconds(step))}"]
+            parts += [f"{self.ms_per_iter:.1f} ms/{self.unit}", f"ETA {format_duration(self.eta_seconds(step))}"]
         return " | ".join(parts)
 
-    def update(self, step, loss, lr=None, seconds=None):
+    def update(self, step, loss=None, lr=None, seconds=None):
         """Record one finished iteration (``step`` done so far) and maybe show it."""
         now = time.perf_counter()
         if seconds is None and self._last_clock is not None:
