@@ -20,39 +20,46 @@ import time
 
 import numpy as np
 
-from minillm import backend
+from minillm import backend, cli
 from minillm import functional as F
 from minillm.evaluate import evaluate_lm
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
+from minillm.progress import format_duration
 from minillm.text_data import get_batch, load_corpus
 from minillm.tokenizers import BPETokenizer, CharTokenizer
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--seconds", type=float, default=60.0, help="training time for each model")
-    p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size")
-    p.add_argument("--block-size", type=int, default=128, help="context length in tokens (both models)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--min-lr", type=float, default=2e-4)
-    p.add_argument("--eval-chars", type=int, default=100_000, help="validation characters to score")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+def build_parser():
+    p = cli.ArgumentParser(description=__doc__.split("\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--seconds", type=cli.positive_float, default=60.0, help="training time for each model")
+    p.add_argument("--vocab-size", type=cli.positive_int, default=512, help="BPE vocabulary size")
+    p.add_argument("--block-size", type=cli.positive_int, default=128,
+                   help="context length in tokens (both models)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--n-layer", type=cli.positive_int, default=4)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=128)
+    p.add_argument("--lr", type=cli.positive_float, default=2e-3)
+    p.add_argument("--min-lr", type=cli.non_negative_float, default=2e-4)
+    p.add_argument("--eval-chars", type=cli.positive_int, default=100_000, help="validation characters to score")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
+    return p
 
 
-def train_for(model, train_ids, args):
-    """Train until ``args.seconds`` have passed; returns the number of steps."""
+def train_for(model, train_ids, args, name):
+    """Train until ``args.seconds`` have passed; returns the number of steps. A line each tenth of the time."""
     opt = AdamW(param_groups_for_weight_decay(model, 0.1), lr=args.lr, betas=(0.9, 0.99))
     rng = np.random.default_rng(args.seed)
-    start, step = time.perf_counter(), 0
+    start, step, shown = time.perf_counter(), 0, 0
     while True:
-        frac = (time.perf_counter() - start) / args.seconds
+        elapsed = time.perf_counter() - start
+        frac = elapsed / args.seconds
+        if step and int(10 * frac) > shown:
+            shown = int(10 * frac)
+            print(f"  {name}: {min(elapsed, args.seconds):.0f} s of {args.seconds:.0f} s, step {step}, "
+                  f"loss {float(loss.data):.3f}, ETA {format_duration(args.seconds - elapsed)}", flush=True)
         if frac >= 1.0:
             return step
         set_lr(opt, cosine_lr(int(1000 * frac), args.lr, args.min_lr, 50, 1000))  # schedule over time
@@ -71,8 +78,9 @@ def run(name, tokenizer, train_text, val_text, args):
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                        n_head=args.n_head, n_embd=args.n_embd)
     model = GPT(config, seed=args.seed)
-    steps = train_for(model, train_ids, args)
+    steps = train_for(model, train_ids, args, name)
     model.eval()
+    print(f"  {name}: scoring {len(val_ids):,} validation tokens ...", flush=True)
     n_chars = len(tokenizer.decode(val_ids[1:].tolist()))  # characters the scored targets spell
     r = evaluate_lm(model, val_ids, n_chars=n_chars, batch_size=32)
     tokens_seen = steps * args.batch_size * args.block_size
@@ -85,13 +93,17 @@ def run(name, tokenizer, train_text, val_text, args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(compare, argv)
+
+
+def compare(args):
     text = load_corpus()
     cut = int(len(text) * 0.9)
     train_text, val_text = text[:cut], text[cut:cut + args.eval_chars]
     print(f"backend {backend.name}; {args.seconds:.0f} s of training each; model {args.n_layer}x{args.n_embd}, "
           f"{args.n_head} heads, context {args.block_size} tokens, batch {args.batch_size}", flush=True)
     t = time.perf_counter()
+    print(f"training a BPE tokenizer with {args.vocab_size} ids on {len(train_text):,} characters ...", flush=True)
     bpe = BPETokenizer.train(train_text, args.vocab_size)
     print(f"BPE with {bpe.vocab_size} ids trained on the training text in {time.perf_counter() - t:.1f} s")
     char = CharTokenizer.from_text(text)
