@@ -92,7 +92,7 @@ def warn_about_settings(args, prompt, config):
     ignored = [flag for flag, value in (("--top-k", args.top_k), ("--top-p", args.top_p)) if value is not None]
     if args.temperature == 0 and ignored:
         cli.warn(f"--temperature 0 is greedy decoding (the most probable token): {' and '.join(ignored)} "
-                 "change nothing")
+                 f"change{'s' if len(ignored) == 1 else ''} nothing")
     elif args.top_k is not None and args.top_k >= config.vocab_size:
         cli.warn(f"--top-k {args.top_k} is not below the vocabulary size {config.vocab_size}: it keeps every token")
     if len(prompt) > config.block_size:
