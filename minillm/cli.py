@@ -20,7 +20,7 @@ make that so.
    is a word of the message, or whose text value (a path) the message quotes::
 
        $ python demos/train_shakespeare.py --n-head 3
-       train_shakespeare.py: error: --n-embd 128, --n-head 3: n_embd (128) must be divisible by n_head (3)
+       train_shakespeare.py: error: --n-head 3, --n-embd 128: n_embd (128) must be divisible by n_head (3)
 
 Tracebacks are opt-in: with ``MINILLM_DEBUG=1`` in the environment the error
 is raised as usual (an environment variable, like ``MINILLM_BACKEND``, so no

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from minillm import checkpoint
-from minillm.model import GPT, GPTConfig
+from minillm import GPT, GPTConfig
 from minillm.text_data import load_corpus
 from minillm.tokenizers import CharTokenizer
 
