@@ -78,10 +78,7 @@ def build_parser():
                    help="training passages per play (per play on average with --task genre)")
     p.add_argument("--n-test", type=cli.positive_int, default=25,
                    help="test passages per play (per play on average with --task genre)")
-    p.add_argument("--block-size", type=cli.positive_int, default=64)
-    p.add_argument("--n-layer", type=cli.positive_int, default=2)
-    p.add_argument("--n-head", type=cli.positive_int, default=4)
-    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_model_flags(block_size=64, n_layer=2, n_head=4, n_embd=64)
     p.add_argument("--seed", type=cli.non_negative_int, default=1337)
     return p
 

@@ -67,10 +67,7 @@ def build_parser():
     p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="peak learning rate of full finetuning")
     p.add_argument("--lora-lr", type=cli.positive_float, default=5e-3, help="peak learning rate of LoRA")
     p.add_argument("--batch-size", type=cli.positive_int, default=16)
-    p.add_argument("--block-size", type=cli.positive_int, default=64)
-    p.add_argument("--n-layer", type=cli.positive_int, default=2)
-    p.add_argument("--n-head", type=cli.positive_int, default=4)
-    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_model_flags(block_size=64, n_layer=2, n_head=4, n_embd=64)
     p.add_argument("--eval-tokens", type=cli.positive_int, default=6000,
                    help="validation tokens scored for perplexity")
     p.add_argument("--seed", type=cli.non_negative_int, default=1337)

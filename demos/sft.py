@@ -69,10 +69,7 @@ def build_parser():
     p.add_argument("--n-train", type=cli.positive_int, default=3000, help="training pairs")
     p.add_argument("--n-test", type=cli.positive_int, default=200, help="held-out pairs")
     p.add_argument("--eval-every", type=cli.positive_int, default=100)
-    p.add_argument("--block-size", type=cli.positive_int, default=64)
-    p.add_argument("--n-layer", type=cli.positive_int, default=2)
-    p.add_argument("--n-head", type=cli.positive_int, default=4)
-    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_model_flags(block_size=64, n_layer=2, n_head=4, n_embd=64)
     p.add_argument("--seed", type=cli.non_negative_int, default=1337)
     return p
 

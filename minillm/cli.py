@@ -130,6 +130,13 @@ class ArgumentParser(argparse.ArgumentParser):
         self.flags.append(action)
         return action
 
+    def add_model_flags(self, block_size=64, n_layer=2, n_head=4, n_embd=64):
+        """--block-size, --n-layer, --n-head, --n-embd: the GPT's shape (``GPTConfig``'s fields)."""
+        self.add_argument("--block-size", type=positive_int, default=block_size, help="context length in tokens")
+        self.add_argument("--n-layer", type=positive_int, default=n_layer)
+        self.add_argument("--n-head", type=positive_int, default=n_head)
+        self.add_argument("--n-embd", type=positive_int, default=n_embd)
+
     def error(self, message):
         """argparse's usage errors, on one line (argparse alone prints the usage above it)."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
