@@ -32,7 +32,7 @@ import os
 
 import numpy
 
-from minillm import checkpoint
+from minillm import checkpoint, cli
 from minillm.evaluate import classify, sequence_logprob
 
 SENTENCES = [
@@ -59,7 +59,7 @@ def load(args):
     if args.ckpt:
         ckpt = checkpoint.load(args.ckpt)
         if ckpt.get("tokenizer") is None:
-            raise SystemExit(f"{args.ckpt} holds no tokenizer: save checkpoints with tokenizer=... "
+            raise ValueError(f"--ckpt {args.ckpt} holds no tokenizer: save checkpoints with tokenizer=... "
                              "(demos/train_shakespeare.py does)")
         model, _ = checkpoint.restore(ckpt)
         return model, tokenizer_from_dict(ckpt["tokenizer"]), f"checkpoint {args.ckpt}"
@@ -67,8 +67,8 @@ def load(args):
         vocab, merges = (os.path.join(args.model_dir, name) for name in ("vocab.json", "merges.txt"))
         for path in (vocab, merges):
             if not os.path.isfile(path):
-                raise SystemExit(f"{path} is missing: --model-dir needs GPT-2's vocab.json and merges.txt "
-                                 "beside config.json and model.safetensors")
+                raise FileNotFoundError(f"{path} is missing: --model-dir needs GPT-2's vocab.json and merges.txt "
+                                        "beside config.json and model.safetensors")
         return (GPT.from_pretrained(args.model_dir), BPETokenizer.from_gpt2(vocab, merges),
                 f"GPT-2 weights from {args.model_dir}")
     from minillm.text_data import load_corpus
@@ -132,22 +132,29 @@ def summarise(model, tokenizer, max_new_tokens, args):
     print(f"  passage: {PASSAGE}\n  TL;DR:{summary!r}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt", help="a minillm checkpoint (.npz) with its tokenizer")
+    source.add_argument("--ckpt", type=cli.existing_file, help="a minillm checkpoint (.npz) with its tokenizer")
     source.add_argument("--model-dir", help="a Hugging Face GPT-2 folder (with vocab.json and merges.txt)")
     source.add_argument("--untrained", action="store_true", help="random weights: shows the mechanics only")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
+    parser.add_argument("--max-new-tokens", type=cli.positive_int, default=None,
                         help="tokens to generate per answer (default: 60 for char models, 20 for BPE)")
     parser.add_argument("--labels", default=" positive, negative",
                         help="comma-separated labels, each with its leading space (default ' positive, negative')")
-    parser.add_argument("--temperature", type=float, default=0.0,
+    parser.add_argument("--temperature", type=cli.non_negative_float, default=0.0,
                         help="0 (default) is greedy decoding; greedy small models tend to repeat a phrase")
-    parser.add_argument("--top-k", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    parser.add_argument("--top-k", type=cli.positive_int, default=None)
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
+    return parser
+
+
+def main(argv=None):
+    return build_parser().run(demo, argv)
+
+
+def demo(args):
     model, tokenizer, what = load(args)
     model.eval()
     char_level = type(tokenizer).__name__ == "CharTokenizer"

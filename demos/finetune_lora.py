@@ -60,7 +60,8 @@ def build_parser():
     p.add_argument("--pretrain-iters", type=cli.positive_int, default=400,
                    help="pretraining steps when there is no --ckpt")
     p.add_argument("--iters", type=cli.positive_int, default=150, help="finetuning steps per method")
-    p.add_argument("--ranks", type=cli.positive_int_list, default="2,8", help="LoRA ranks to compare, comma-separated")
+    p.add_argument("--ranks", type=cli.positive_int_list, default="2,8",
+                   help="LoRA ranks to compare, comma-separated")
     p.add_argument("--alpha", type=cli.positive_float, default=16.0)
     p.add_argument("--targets", type=cli.name_list, default="c_attn,c_fc",
                    help="LoRA target layers, comma-separated")

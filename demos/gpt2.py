@@ -24,12 +24,11 @@ An empty prompt starts from ``<|endoftext|>``, as GPT-2's unconditional samples 
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-from minillm import backend
+from minillm import backend, cli
 from minillm.models import GPT
 from minillm.tokenizers import BPETokenizer
 
@@ -37,20 +36,20 @@ EOT = "<|endoftext|>"
 FILES = ("config.json", "model.safetensors", "vocab.json", "merges.txt")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Generate text with a real GPT-2 checkpoint in minillm.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    p = cli.ArgumentParser(description="Generate text with a real GPT-2 checkpoint in minillm.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model-dir", required=True,
                    help="folder with config.json, model.safetensors, vocab.json, merges.txt (hub repo 'gpt2')")
     p.add_argument("--prompt", default="Hello, I'm a language model,")
-    p.add_argument("--max-new-tokens", type=int, default=50)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 is greedy decoding")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling: keep probability mass p")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=cli.non_negative_int, default=50)
+    p.add_argument("--temperature", type=cli.non_negative_float, default=1.0, help="0 is greedy decoding")
+    p.add_argument("--top-k", type=cli.positive_int, default=None, help="keep the k most likely tokens")
+    p.add_argument("--top-p", type=cli.probability, default=None, help="nucleus sampling: keep probability mass p")
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
     p.add_argument("--no-cache", action="store_true", help="recompute the whole context at every step")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    return p.parse_args(argv)
+    return p
 
 
 def check_model_dir(directory):
@@ -69,19 +68,19 @@ def check_model_dir(directory):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        check_model_dir(args.model_dir)
-    except FileNotFoundError as e:
-        sys.exit(f"error: {e}")
+    return build_parser().run(generate, argv)
+
+
+def generate(args):
+    check_model_dir(args.model_dir)
     t0 = time.perf_counter()
     tok = BPETokenizer.from_gpt2(os.path.join(args.model_dir, "vocab.json"),
                                  os.path.join(args.model_dir, "merges.txt"))
     model = GPT.from_pretrained(args.model_dir, dtype=args.dtype)
     model.eval()
     if tok.vocab_size != model.config.vocab_size:
-        sys.exit(f"error: the tokenizer has {tok.vocab_size} tokens but the model's vocab_size is "
-                 f"{model.config.vocab_size}")
+        raise ValueError(f"the tokenizer has {tok.vocab_size} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}")
     cfg = model.config
     print(f"loaded {args.model_dir}: {model.num_parameters() / 1e6:.1f} M parameters, n_layer={cfg.n_layer}, "
           f"n_head={cfg.n_head}, n_embd={cfg.n_embd}, block_size={cfg.block_size}, "
@@ -91,7 +90,7 @@ def main(argv=None):
     ids = tok.encode(args.prompt) if args.prompt else []
     if not ids:
         if eot is None:
-            sys.exit("error: empty prompt and no <|endoftext|> token to start from")
+            raise ValueError("--prompt is empty and there is no <|endoftext|> token to start from")
         ids = [eot]
     t0 = time.perf_counter()
     out = model.generate(np.array([ids]), args.max_new_tokens, temperature=args.temperature,

@@ -26,44 +26,40 @@ import sys
 
 import numpy
 
-from minillm import backend, no_grad, sampling
+from minillm import backend, cli, no_grad, sampling
 from minillm.models import GPT, GPTConfig
 
 DEFAULT_CKPT = os.path.join("out", "shakespeare", "ckpt.npz")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", default=None, help=f"minillm checkpoint (default: {DEFAULT_CKPT} if it exists)")
+def build_parser():
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", type=cli.existing_file, default=None,
+                   help=f"minillm checkpoint (default: {DEFAULT_CKPT} if it exists)")
     p.add_argument("--prompt", default="ROMEO:\nBut soft, what light")
     p.add_argument("--out", default="sampling_playground.png", help="the PNG to write")
-    p.add_argument("--low", type=float, default=0.5, help="the low temperature")
-    p.add_argument("--high", type=float, default=1.5, help="the high temperature")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--bars", type=int, default=20, help="tokens drawn (the most probable at tau = 1)")
-    p.add_argument("--samples", type=int, default=3, help="continuations per setting")
-    p.add_argument("--max-new-tokens", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init-std", type=float, default=0.3, help="weight spread of the untrained model")
-    return p.parse_args(argv)
+    p.add_argument("--low", type=cli.positive_float, default=0.5, help="the low temperature")
+    p.add_argument("--high", type=cli.positive_float, default=1.5, help="the high temperature")
+    p.add_argument("--top-k", type=cli.positive_int, default=5)
+    p.add_argument("--top-p", type=cli.probability, default=0.9)
+    p.add_argument("--bars", type=cli.positive_int, default=20, help="tokens drawn (the most probable at tau = 1)")
+    p.add_argument("--samples", type=cli.non_negative_int, default=3, help="continuations per setting")
+    p.add_argument("--max-new-tokens", type=cli.non_negative_int, default=60)
+    p.add_argument("--seed", type=cli.non_negative_int, default=0)
+    p.add_argument("--init-std", type=cli.positive_float, default=0.3, help="weight spread of the untrained model")
+    return p
 
 
 def load_model(args):
     """(model, tokenizer, description): from a checkpoint, or an untrained char-level GPT."""
     path = args.ckpt or (DEFAULT_CKPT if os.path.exists(DEFAULT_CKPT) else None)
     if path is not None:
-        try:
-            from minillm import checkpoint
-            from minillm.tokenizers import tokenizer_from_dict
-            ckpt = checkpoint.load(path)
-        except ImportError as error:
-            sys.exit(f"error: cannot read checkpoints here ({error})")
-        except (OSError, ValueError) as error:
-            sys.exit(f"error: {error}")
+        from minillm import checkpoint
+        from minillm.tokenizers import tokenizer_from_dict
+        ckpt = checkpoint.load(path)
         if not ckpt.get("tokenizer"):
-            sys.exit(f"error: checkpoint {path} holds no tokenizer (write it with demos/train_shakespeare.py)")
+            raise ValueError(f"checkpoint {path} holds no tokenizer (write it with demos/train_shakespeare.py)")
         model = GPT(GPTConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["model"])
         return model, tokenizer_from_dict(ckpt["tokenizer"]), f"checkpoint {path} (step {ckpt.get('step', '?')})"
@@ -125,12 +121,18 @@ def draw(path, panels, order, tokenizer, title):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(playground, argv)
+
+
+def playground(args):
     model, tokenizer, description = load_model(args)
     model.eval()
-    prompt = tokenizer.encode(args.prompt)
+    try:
+        prompt = tokenizer.encode(args.prompt)
+    except ValueError as error:
+        raise ValueError(f"--prompt: {error}") from None
     if not prompt:
-        sys.exit("error: --prompt must contain at least one token")
+        raise ValueError("--prompt must contain at least one token")
     prompt = prompt[-model.config.block_size:]
     with no_grad():
         logits = model(backend.asarray(numpy.array([prompt]))).data[0, -1]          # (V,)

@@ -39,7 +39,7 @@ import time
 
 import numpy
 
-from minillm import backend, scaling
+from minillm import backend, cli, scaling
 from minillm.evaluate import evaluate_lm
 from minillm.models import GPT, GPTConfig
 from minillm.progress import Progress, format_duration
@@ -65,34 +65,36 @@ PRESETS = {
 
 
 def int_list(text):
-    return tuple(int(v) for v in text.split(",") if v.strip())
+    return tuple(cli.positive_int_list(text))
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                         help="a set of defaults: cpu (~15 min, 2 cores), quick (~1 min), gpu")
     parser.add_argument("--quick", action="store_true", help="the same as --preset quick")
-    parser.add_argument("--data", default=None, help="a UTF-8 text file (default: the shipped corpus)")
+    parser.add_argument("--data", type=cli.existing_file, default=None,
+                        help="a UTF-8 text file (default: the shipped corpus)")
     parser.add_argument("--out", default="out/scaling_laws.png",
                         help="the PNG to write (a .json with every number goes beside it)")
     parser.add_argument("--sizes", type=int_list, help="model widths n_embd, comma-separated")
-    parser.add_argument("--n-layer", type=int)
-    parser.add_argument("--head-dim", type=int, help="n_head = n_embd / head_dim")
-    parser.add_argument("--block-size", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--iters", type=int, help="iterations of each model in the L(N) sweep")
-    parser.add_argument("--lr", type=float, help="peak learning rate, the same for every size "
+    parser.add_argument("--n-layer", type=cli.positive_int)
+    parser.add_argument("--head-dim", type=cli.positive_int, help="n_head = n_embd / head_dim")
+    parser.add_argument("--block-size", type=cli.positive_int)
+    parser.add_argument("--batch-size", type=cli.positive_int)
+    parser.add_argument("--iters", type=cli.positive_int, help="iterations of each model in the L(N) sweep")
+    parser.add_argument("--lr", type=cli.positive_float, help="peak learning rate, the same for every size "
                         "(cosine decay to lr/10)")
     parser.add_argument("--data-sizes", type=int_list, help="training characters D, comma-separated")
-    parser.add_argument("--data-n-embd", type=int, help="the width of the L(D) sweep's model")
-    parser.add_argument("--data-iters", type=int, help="iterations of each run in the L(D) sweep")
-    parser.add_argument("--eval-every", type=int, help="L(D) sweep: validate every this many iterations")
-    parser.add_argument("--eval-tokens", type=int, help="validation tokens scored for each loss")
+    parser.add_argument("--data-n-embd", type=cli.positive_int, help="the width of the L(D) sweep's model")
+    parser.add_argument("--data-iters", type=cli.positive_int, help="iterations of each run in the L(D) sweep")
+    parser.add_argument("--eval-every", type=cli.positive_int,
+                        help="L(D) sweep: validate every this many iterations")
+    parser.add_argument("--eval-tokens", type=cli.positive_int, help="validation tokens scored for each loss")
     parser.add_argument("--sweep", choices=("both", "N", "D"), default="both",
                         help="run both sweeps (default), only L(N) or only L(D)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
     args = parser.parse_args(argv)
     preset = PRESETS["quick" if args.quick else args.preset]
     for key, value in preset.items():

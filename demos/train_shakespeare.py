@@ -90,7 +90,8 @@ def new_run(args, world):
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
     train_config = TrainConfig(
-        iters=DEFAULT_ITERS if args.iters is None else args.iters, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+        iters=DEFAULT_ITERS if args.iters is None else args.iters, batch_size=args.batch_size, lr=args.lr,
+        min_lr=args.min_lr,
         warmup_iters=args.warmup_iters, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         eval_every=args.eval_every, eval_iters=args.eval_iters, checkpoint_every=args.checkpoint_every,
         seed=args.seed)

@@ -122,13 +122,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("epilog", f"An error prints one line; {DEBUG_ENV}=1 shows its traceback.")
-        self.flags = []                   # the actions added by add_argument, to name in errors
         super().__init__(*args, **kwargs)
-
-    def add_argument(self, *args, **kwargs):
-        action = super().add_argument(*args, **kwargs)
-        self.flags.append(action)
-        return action
 
     def add_model_flags(self, block_size=64, n_layer=2, n_head=4, n_embd=64):
         """--block-size, --n-layer, --n-head, --n-embd: the GPT's shape (``GPTConfig``'s fields)."""
@@ -144,14 +138,15 @@ class ArgumentParser(argparse.ArgumentParser):
     def flags_named_by(self, message, args):
         """["--n-head 3", ...]: the flags ``message`` is about (see the module docstring)."""
         named = []
-        for action in self.flags:
+        for action in self._actions:          # every flag, those in argument groups too
             value = getattr(args, action.dest, None)
             if isinstance(value, bool) or action.dest == "help":
                 continue
             flag = action.option_strings[-1] if action.option_strings else (action.metavar or action.dest)
             about_dest = re.search(rf"(?<![\w.-]){re.escape(action.dest)}(?![\w-])", message)
-            about_value = (isinstance(value, str) and len(value) > 1
-                           and re.search(rf"(?<![^\s'\"(]){re.escape(value)}(?![^\s'\",:;)])", message))
+            texts = {value, os.path.abspath(value)} if isinstance(value, str) and len(value) > 1 else ()
+            about_value = any(re.search(rf"(?<![^\s'\"(]){re.escape(text)}(?![^\s'\",:;)])", message)
+                              for text in texts)             # a path, as given or made absolute
             if about_dest or about_value:
                 shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
                 named.append(flag if value is None else f"{flag} {shown}")

@@ -73,6 +73,9 @@ BAD_INPUTS = [  # (demo, flags, what the one line must contain); {root} is the f
     ("finetune_lora", ["--ranks", "2,0"], "argument --ranks: expected a positive integer, got 0"),
     ("sft", ["--lora-rank", "-1"], "argument --lora-rank: expected an integer >= 0, got -1"),
     ("classify", ["--ckpt", "{root}/none.npz"], "argument --ckpt: {root}/none.npz does not exist"),
+    ("sampling_playground", ["--top-p", "2"], "argument --top-p: expected a probability in (0, 1], got 2"),
+    ("conditional_generation", ["--ckpt", "{root}/small.txt"], "--ckpt {root}/small.txt: checkpoint"),
+    ("scaling_laws", ["--sizes", "64,0,128"], "argument --sizes: expected a positive integer, got 0"),
 ]
 DEFAULTS = {"sample": ["--ckpt", "{root}/ckpt.npz", "--max-new-tokens", "3"],
             "train_shakespeare": ["--data", "{root}/small.txt", "--out", "{root}/run", "--iters", "1",
@@ -104,7 +107,8 @@ def test_sample_warns_about_settings_that_do_something_else(files):
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
     assert warnings == ["warning: --temperature 0 is greedy decoding (the most probable token): --top-k "
                         "changes nothing",
-                        "warning: --prompt has 21 tokens, more than the model's context of 8: it sees only the last 8"]
+                        "warning: --prompt has 21 tokens, more than the model's context of 8: "
+                        "it sees only the last 8"]
     done = run("sample", *ckpt, "--top-k", "1000", "--prompt", "\u00e9ROMEO", "--drop-unknown")
     assert done.returncode == 0, done.stderr
     assert "warning: --top-k 1000 is not below the vocabulary size" in done.stderr

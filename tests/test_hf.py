@@ -291,13 +291,17 @@ def test_gpt2_demo_runs_on_a_tiny_gpt2_folder(tmp_path, capsys):
     demo.main(["--model-dir", str(tmp_path), "--prompt", "", "--max-new-tokens", "3", "--temperature", "0"])
 
 
-def test_gpt2_demo_names_missing_files(tmp_path):
+def test_gpt2_demo_names_missing_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MINILLM_DEBUG", raising=False)
     demo = _load_demo()
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(SystemExit, match="lacks model.safetensors, vocab.json, merges.txt"):
+    with pytest.raises(SystemExit) as exit_info:
         demo.main(["--model-dir", str(tmp_path)])
-    with pytest.raises(SystemExit, match="is not a folder"):
+    assert exit_info.value.code == 2
+    assert "lacks model.safetensors, vocab.json, merges.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         demo.main(["--model-dir", str(tmp_path / "nope")])
+    assert "is not a folder" in capsys.readouterr().err
 
 
 # --- the registry: minillm.hf.load / save pick the family ------------------------
