@@ -93,6 +93,8 @@ def main(argv=None):
 
 
 def compare(args):
+    if args.ckpt is None and args.passage_len > args.block_size:     # known before pretraining: say it now
+        raise ValueError(f"--passage-len {args.passage_len} exceeds --block-size {args.block_size}")
     corpus = load_corpus()
     plays = split_plays(corpus)
     titles = [t for t, _ in plays]
