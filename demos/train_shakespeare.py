@@ -136,7 +136,7 @@ def train(args):
         return 2
     trainer, tokenizer = resumed_run(args, world) if args.resume else new_run(args, world)
     model, cfg = trainer.model, trainer.model.config
-    if trainer.config.warmup_iters >= trainer.config.decay_iters:
+    if world.rank == 0 and trainer.config.warmup_iters >= trainer.config.decay_iters:
         cli.warn(f"--iters {trainer.config.iters} is not above --warmup-iters {trainer.config.warmup_iters}: "
                  "the learning rate warms up for the whole run and never decays")
     print(f"backend {backend.name} | {model.num_parameters():,} parameters | vocabulary {cfg.vocab_size} | "
