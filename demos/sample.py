@@ -50,6 +50,9 @@ def main(argv=None):
 
 def load_model(args):
     """(model, tokenizer, checkpoint) from --ckpt, with --adapter merged in."""
+    if not os.path.exists(args.ckpt):
+        raise FileNotFoundError(f"checkpoint {args.ckpt} does not exist (python demos/train_shakespeare.py "
+                                "writes out/shakespeare/ckpt.npz)")
     ckpt = checkpoint.load(args.ckpt)
     if isinstance(ckpt.get("adapter"), dict):
         raise ValueError(f"{args.ckpt} is a LoRA adapter, not a model: pass it as --adapter, "
