@@ -16,7 +16,7 @@ import sys
 import time
 
 from minillm import backend, checkpoint
-from minillm.models import GPT, GPTConfig
+from minillm.models import GPT
 from minillm.tokenizers import tokenizer_from_dict
 
 
@@ -40,8 +40,7 @@ def main(argv=None):
     if not ckpt.get("tokenizer"):
         sys.exit(f"checkpoint {args.ckpt} holds no tokenizer: it was not written by the training demo")
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
-    model = GPT(GPTConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    model = GPT.from_checkpoint(ckpt)
     model.eval()
     prompt = tokenizer.encode(args.prompt)
     if not prompt:

@@ -64,8 +64,7 @@ def load_model(args):
             sys.exit(f"error: {error}")
         if not ckpt.get("tokenizer"):
             sys.exit(f"error: checkpoint {path} holds no tokenizer (write it with demos/train_shakespeare.py)")
-        model = GPT(GPTConfig.from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
+        model = GPT.from_checkpoint(ckpt)
         return model, tokenizer_from_dict(ckpt["tokenizer"]), f"checkpoint {path} (step {ckpt.get('step', '?')})"
     from minillm.text_data import load_corpus
     from minillm.tokenizers import CharTokenizer

@@ -241,6 +241,17 @@ class GPT(Module):
                          seed=seed, use_cache=use_cache, stop=stop, slide_keep=slide_keep)
 
     @classmethod
+    def from_checkpoint(cls, path, seed=0):
+        """A GPT with the config and weights of a training checkpoint: the file
+        ``checkpoint.save`` wrote, or the dict ``checkpoint.load`` returned.
+        ``seed`` seeds the dropout stream (a resumed run restores its state)."""
+        from minillm import checkpoint   # a layer above the model: imported when used
+        ckpt = path if isinstance(path, dict) else checkpoint.load(path)
+        model = cls(GPTConfig.from_dict(ckpt["config"]), seed=seed)
+        model.load_state_dict(ckpt["model"])
+        return model
+
+    @classmethod
     def from_pretrained(cls, directory, dtype="float32"):
         """A GPT from a Hugging Face GPT-2 folder (config.json + model.safetensors).
 
