@@ -32,7 +32,8 @@ from minillm.finetune import (SFTDataset, exact_match, generate_response, load_p
 from minillm.lora import apply_lora
 from minillm.models import GPTConfig
 from minillm.optim import AdamW, cosine_lr, param_groups_for_weight_decay, set_lr
-from minillm.text_data import load_corpus, split_ids
+from minillm.batches import split_ids
+from minillm.corpus import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
 

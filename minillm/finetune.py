@@ -68,15 +68,6 @@ def continued_pretraining(model, train_ids, val_ids, config=None, **trainer_kwar
     return trainer
 
 
-def split_plays(text):
-    """[(title, play text)] of the shipped corpus, whose plays are joined by two blank lines.
-
-    The title is the play's first line (e.g. "MACBETH"); see minillm/corpus/PROVENANCE.md.
-    """
-    plays = [p.strip("\n") for p in text.split("\n\n\n") if p.strip()]
-    return [(p.split("\n", 1)[0].strip(), p) for p in plays]
-
-
 def pretrain_base(train_ids, val_ids, model_config, train_config, seed=0, **trainer_kwargs):
     """A GPT pretrained from scratch on ``train_ids`` (for demos without a checkpoint)."""
     from minillm.models import GPT

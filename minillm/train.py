@@ -48,7 +48,7 @@ from minillm import functional as F
 from minillm.nn import eval_mode
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.progress import Progress
-from minillm.text_data import get_batch
+from minillm.batches import get_batch
 
 
 class TrainingDiverged(RuntimeError):
