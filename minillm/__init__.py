@@ -15,6 +15,6 @@ from minillm.models import GPT, GPTConfig
 # (as ``torch.optim`` after ``import torch``); listed in layer order (tests/test_layering.py).
 from minillm import shapes, functional, nn, optim, kvcache, models, sampling, generation
 from minillm import tokenizers, corpus, batches, data, plotting, progress
-from minillm import checkpoint, train, lora, hf, finetune, evaluate, scaling
+from minillm import checkpoint, distributed, train, lora, hf, finetune, evaluate, scaling
 
 __all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig"]

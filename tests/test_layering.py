@@ -26,7 +26,7 @@ LAYERS = [  # lowest first; a module imports only from the layers before its own
     ("sampling",),
     ("generation",),
     ("tokenizers", "corpus", "batches", "data", "plotting"),      # host-side text and figures
-    ("checkpoint",),
+    ("checkpoint", "distributed"),                               # files; one process or many
     ("train", "lora", "hf"),                                      # hf: formats know models
     ("finetune", "evaluate", "scaling"),
 ]
@@ -113,6 +113,7 @@ def test_import_minillm_reaches_every_public_submodule():
             "minillm.data.Cleaner, minillm.batches.get_batch, minillm.corpus.load_corpus\n"
             "minillm.checkpoint.save, minillm.train.Trainer, minillm.lora.apply_lora, minillm.sampling.Sampler\n"
             "minillm.generation.generate, minillm.kvcache.KVCache, minillm.scaling, minillm.finetune\n"
+            "minillm.distributed\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
