@@ -132,8 +132,9 @@ class Block(Module):
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
         self.attn = CausalSelfAttention(config, layer_index, rng, dropout_rng)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
-        self.mlp = MLP(config.n_embd, 4 * config.n_embd, config.bias, rng, 0.02,
-                       0.02 / math.sqrt(2 * config.n_layer), config.dropout, dropout_rng, F.gelu, config.dtype)
+        self.mlp = MLP(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng, activation=F.gelu,
+                       proj_std=0.02 / math.sqrt(2 * config.n_layer), dropout=config.dropout,
+                       dropout_rng=dropout_rng, dtype=config.dtype)
 
     def forward(self, x, cache=None):
         x = x + self.attn(self.ln_1(x), cache)                           # (B, T, C)
