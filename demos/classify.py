@@ -39,12 +39,11 @@ import numpy
 
 from minillm import backend, cli
 from minillm.evaluate import classify
-from minillm.finetune import (GPTClassifier, classifier_step, load_pretrained, pretrain_base, predict_classes,
-                              split_plays)
+from minillm.corpus import load_corpus, split_plays
+from minillm.finetune import GPTClassifier, classifier_step, load_pretrained, pretrain_base, predict_classes
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW
 from minillm.progress import Progress
-from minillm.text_data import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
 

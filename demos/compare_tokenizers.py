@@ -26,7 +26,8 @@ from minillm.evaluate import evaluate_lm
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.progress import format_duration
-from minillm.text_data import get_batch, load_corpus
+from minillm.batches import get_batch
+from minillm.corpus import load_corpus
 from minillm.tokenizers import BPETokenizer, CharTokenizer
 
 

@@ -71,7 +71,7 @@ def load(args):
                                         "beside config.json and model.safetensors")
         return (GPT.from_pretrained(args.model_dir), BPETokenizer.from_gpt2(vocab, merges),
                 f"GPT-2 weights from {args.model_dir}")
-    from minillm.text_data import load_corpus
+    from minillm.corpus import load_corpus
     tokenizer = CharTokenizer.from_text(load_corpus())
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32)
     return GPT(config, seed=args.seed), tokenizer, "an UNTRAINED char model (random weights)"

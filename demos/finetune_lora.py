@@ -37,12 +37,13 @@ import numpy
 from minillm import backend, checkpoint, cli, scaling
 from minillm.autograd import no_grad
 from minillm.evaluate import perplexity
-from minillm.finetune import load_pretrained, pretrain_base, split_plays
+from minillm.finetune import load_pretrained, pretrain_base
 from minillm.lora import apply_lora, merge_lora, save_adapter, unmerge_lora
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.progress import Progress
-from minillm.text_data import get_batch, load_corpus, split_ids
+from minillm.batches import get_batch, split_ids
+from minillm.corpus import load_corpus, split_plays
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
 from minillm import functional as F

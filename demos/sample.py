@@ -21,7 +21,7 @@ import time
 
 from minillm import backend, checkpoint, cli
 from minillm.lora import load_adapter, merge_lora
-from minillm.models import GPT, GPTConfig
+from minillm.models import GPT
 from minillm.tokenizers import tokenizer_from_dict
 
 
@@ -59,8 +59,7 @@ def load_model(args):
                          "with the model it was trained on as --ckpt")
     if not ckpt.get("tokenizer"):
         raise ValueError(f"checkpoint {args.ckpt} holds no tokenizer: it was not written by a demo that trains")
-    model = GPT(GPTConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    model = GPT.from_checkpoint(ckpt)
     if args.adapter:
         load_adapter(args.adapter, model)
         merge_lora(model)                          # W' = W + (alpha / r) A B: no extra cost per token

@@ -60,10 +60,9 @@ def load_model(args):
         ckpt = checkpoint.load(path)
         if not ckpt.get("tokenizer"):
             raise ValueError(f"checkpoint {path} holds no tokenizer (write it with demos/train_shakespeare.py)")
-        model = GPT(GPTConfig.from_dict(ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
+        model = GPT.from_checkpoint(ckpt)
         return model, tokenizer_from_dict(ckpt["tokenizer"]), f"checkpoint {path} (step {ckpt.get('step', '?')})"
-    from minillm.text_data import load_corpus
+    from minillm.corpus import load_corpus
     from minillm.tokenizers import CharTokenizer
     tokenizer = CharTokenizer.from_text(load_corpus())
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32)

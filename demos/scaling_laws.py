@@ -43,7 +43,8 @@ from minillm import backend, cli, scaling
 from minillm.evaluate import evaluate_lm
 from minillm.models import GPT, GPTConfig
 from minillm.progress import Progress, format_duration
-from minillm.text_data import load_corpus, split_ids
+from minillm.batches import split_ids
+from minillm.corpus import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import Trainer, TrainConfig, TrainingDiverged
 

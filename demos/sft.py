@@ -37,7 +37,8 @@ from minillm.lora import apply_lora, merge_lora, save_adapter
 from minillm.models import GPT, GPTConfig
 from minillm.optim import AdamW, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.progress import Progress
-from minillm.text_data import load_corpus, split_ids
+from minillm.batches import split_ids
+from minillm.corpus import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig
 

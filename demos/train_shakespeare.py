@@ -30,7 +30,8 @@ from minillm import backend, checkpoint, cli, distributed
 from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
-from minillm.text_data import load_corpus, split_ids
+from minillm.batches import split_ids
+from minillm.corpus import load_corpus
 from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
 

@@ -14,16 +14,14 @@ the gradients with respect to its inputs out). The engine, not the ops, reduces
 a gradient that NumPy broadcasting widened back to its input's shape
 (``unbroadcast``).
 
-This file is the engine only. Every op, including the ones behind ``Tensor``'s
-operators (``+ - * / ** @``, unary ``-``, indexing, ``.T``, ``.reshape``,
-``.transpose``, ``.sum``, ``.mean``, ``.max``), is a Function in
-``minillm.functional`` (arithmetic, matmul, shape, reduction), one concept a
-file. Those files subclass ``Function`` and so import this module; ``Tensor``'s
-operator methods therefore import their Function *inside the method*, at call
-time, when both modules are complete: the engine's one upward reference, well
-under a microsecond a call (a lookup in ``sys.modules``), and no patching of
-``Tensor`` from outside (DeZero installs its operators onto the class at import
-time; here every operator reads where ``Tensor`` is defined).
+This file is the engine only. Every op, even those behind ``Tensor``'s operators
+(``+ - * / ** @``, indexing, ``.T``, ``.reshape``, ``.sum``, ...), is a Function
+in ``minillm.functional`` (arithmetic, matmul, shape, reduction), and those files
+import this one to subclass ``Function``. So an operator method imports its
+Function *inside the method*, at call time, when both modules are complete: the
+engine's one upward reference, under a microsecond a call (a ``sys.modules``
+lookup), and no patching of ``Tensor`` from outside (DeZero installs operators
+onto its class at import time; here each operator reads where ``Tensor`` is).
 """
 import contextlib
 

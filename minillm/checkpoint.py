@@ -224,10 +224,9 @@ def restore(ckpt, optimizer_factory=None):
     param_groups_for_weight_decay(m, 0.1))``); its state is then loaded from
     ``ckpt["optimizer"]``. Without a factory the optimizer is None.
     """
-    from minillm.models import GPT, GPTConfig   # here, not at the top: checkpoint stays model-agnostic
+    from minillm.models import GPT   # here, not at the top: checkpoint stays model-agnostic
 
-    model = GPT(GPTConfig.from_dict(ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    model = GPT.from_checkpoint(ckpt)
     optimizer = None
     if optimizer_factory is not None:
         optimizer = optimizer_factory(model)

@@ -26,15 +26,15 @@ prompt); ``classify`` compares the labels as continuations of a prompt
 (P(" positive" | "The sentiment of ... is:") versus P(" negative" | ...)) and
 normalises over the labels: zero-shot classification, the course's framing.
 """
-import contextlib
 import math
 
 import numpy
 
 from minillm import backend
 from minillm import functional as F
-from minillm.autograd import Tensor, no_grad
+from minillm.autograd import Tensor
 from minillm.backend import xp
+from minillm.nn import eval_mode
 
 LN2 = math.log(2.0)
 
@@ -111,20 +111,6 @@ def _default_batch_size(block_size, vocab_size, budget=2 ** 25):
     return max(1, min(8, budget // max(1, block_size * vocab_size)))
 
 
-@contextlib.contextmanager
-def _eval_mode(model):
-    """Within the block: no graph and dropout off; the model's mode is restored afterwards."""
-    was_training = bool(getattr(model, "training", False))
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        with no_grad():
-            yield
-    finally:
-        if was_training and hasattr(model, "train"):
-            model.train()
-
-
 # ---------------------------------------------------------------- perplexity
 
 def token_logprobs(model, ids, stride=None, batch_size=None):
@@ -148,7 +134,7 @@ def token_logprobs(model, ids, stride=None, batch_size=None):
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     plan = window_plan(n, T, stride)
     out = numpy.empty(n - 1, dtype=numpy.float64)
-    with _eval_mode(model):
+    with eval_mode(model):
         # windows of equal length run together: all are T long except maybe the last
         groups = []
         for start, first in plan:

@@ -30,9 +30,8 @@ import numpy
 
 from minillm import backend, checkpoint
 from minillm import functional as F
-from minillm.autograd import no_grad
 from minillm.backend import xp
-from minillm.nn import Linear, Module
+from minillm.nn import Linear, Module, eval_mode
 from minillm.optim import clip_grad_norm
 from minillm.tokenizers import tokenizer_from_dict
 
@@ -67,15 +66,6 @@ def continued_pretraining(model, train_ids, val_ids, config=None, **trainer_kwar
     trainer = Trainer(model, train_ids, val_ids, config, **trainer_kwargs)
     trainer.run()
     return trainer
-
-
-def split_plays(text):
-    """[(title, play text)] of the shipped corpus, whose plays are joined by two blank lines.
-
-    The title is the play's first line (e.g. "MACBETH"); see minillm/corpus/PROVENANCE.md.
-    """
-    plays = [p.strip("\n") for p in text.split("\n\n\n") if p.strip()]
-    return [(p.split("\n", 1)[0].strip(), p) for p in plays]
 
 
 def pretrain_base(train_ids, val_ids, model_config, train_config, seed=0, **trainer_kwargs):
@@ -207,12 +197,7 @@ def generate_response(model, tokenizer, prompt_text, max_new_tokens, end="\n"):
     """
     ids = xp.asarray(numpy.array([tokenizer.encode(prompt_text)], dtype=numpy.int64))  # (1, P)
     stop = tokenizer.encode(end)
-    was_training = model.training
-    model.eval()
-    try:
-        out = model.generate(ids, max_new_tokens, temperature=0.0, stop=stop[0] if len(stop) == 1 else None)
-    finally:
-        model.train(was_training)
+    out = model.generate(ids, max_new_tokens, temperature=0.0, stop=stop[0] if len(stop) == 1 else None)  # eval mode
     text = tokenizer.decode(backend.to_numpy(out)[0, ids.shape[1]:].tolist())
     return text.split(end)[0] if end else text
 
@@ -297,15 +282,10 @@ def classifier_step(classifier, optimizer, ids, lengths, labels, grad_clip=1.0):
 
 def predict_classes(classifier, ids, lengths=None, batch_size=64):
     """Predicted class index per row (host int64 array), in eval mode without a graph."""
-    was_training = classifier.training
-    classifier.eval()
     out = []
-    try:
-        with no_grad():
-            for start in range(0, len(ids), batch_size):
-                chunk = None if lengths is None else lengths[start:start + batch_size]
-                logits = classifier(ids[start:start + batch_size], chunk)    # (b, K)
-                out.append(backend.to_numpy(logits.data).argmax(axis=-1))
-    finally:
-        classifier.train(was_training)
+    with eval_mode(classifier):
+        for start in range(0, len(ids), batch_size):
+            chunk = None if lengths is None else lengths[start:start + batch_size]
+            logits = classifier(ids[start:start + batch_size], chunk)        # (b, K)
+            out.append(backend.to_numpy(logits.data).argmax(axis=-1))
     return numpy.concatenate(out)

@@ -43,9 +43,10 @@ import numbers
 
 from minillm import backend
 from minillm import sampling
-from minillm.autograd import Tensor, no_grad
+from minillm.autograd import Tensor
 from minillm.backend import xp
 from minillm.kvcache import KVCache
+from minillm.nn import eval_mode
 
 
 def _check_prompt(idx, vocab_size):
@@ -96,8 +97,10 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
     """Yield (logits (B, V), token (B,)) once per generated token; the decoding loop itself.
 
     ``idx`` is a backend int array (B, T) already checked. The caller runs this
-    under ``no_grad()`` with the model in eval mode (``generate`` does both).
+    under ``eval_mode(model)`` (``generate`` does). The sampler settings are
+    checked once, here, not at every token.
     """
+    sampler = sampling.Sampler(temperature, top_k, top_p)
     config = model.config
     block_size = config.block_size
     if slide_keep is None:
@@ -116,7 +119,7 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
             logits = model(tokens[:, -1:], cache=cache, last_only=True).data[:, -1, :]          # (B, V) one new token
         else:
             logits = model(tokens[:, start:], last_only=True).data[:, -1, :]                     # (B, V) whole window
-        token = sampling.sample(logits, rng, temperature, top_k, top_p)          # (B,)
+        token = sampler.sample(logits, rng)                                      # (B,)
         yield logits, token
         tokens = xp.concatenate([tokens, token[:, None].astype(tokens.dtype)], axis=1)  # (B, T + 1)
         length += 1
@@ -138,11 +141,7 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     config = model.config
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    sampling.check_temperature(temperature)
-    if top_k is not None:
-        sampling.check_top_k(top_k)
-    if top_p is not None:
-        sampling.check_top_p(top_p)
+    sampling.Sampler(temperature, top_k, top_p)                          # settings checked before we start
     if slide_keep is None:
         slide_keep = max(1, config.block_size // 2)
     if (isinstance(slide_keep, bool) or not isinstance(slide_keep, numbers.Integral)
@@ -154,23 +153,18 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     new = []                                                             # each (B,)
     finished = xp.zeros(tokens.shape[0], dtype=bool)                     # (B,) rows that hit a stop id
     pad = xp.zeros(tokens.shape[0], dtype=xp.int64)                      # (B,) their stop token
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            steps = stream(model, tokens, int(max_new_tokens), temperature, top_k, top_p, seed,
-                           use_cache, int(slide_keep))
-            for _, token in steps:
-                token = xp.where(finished, pad, token)                   # (B,) finished rows repeat their stop
-                new.append(token)
-                if stop_ids:
-                    hit = ~finished & (token[:, None] == xp.asarray(stop_ids)[None, :]).any(axis=1)
-                    pad = xp.where(hit, token, pad)
-                    finished = finished | hit
-                    if bool(finished.all()):
-                        break
-            steps.close()
-    finally:
-        model.train(was_training)
+    with eval_mode(model):                                               # dropout off, no graph
+        steps = stream(model, tokens, int(max_new_tokens), temperature, top_k, top_p, seed,
+                       use_cache, int(slide_keep))
+        for _, token in steps:
+            token = xp.where(finished, pad, token)                       # (B,) finished rows repeat their stop
+            new.append(token)
+            if stop_ids:
+                hit = ~finished & (token[:, None] == xp.asarray(stop_ids)[None, :]).any(axis=1)
+                pad = xp.where(hit, token, pad)
+                finished = finished | hit
+                if bool(finished.all()):
+                    break
+        steps.close()
     out = xp.concatenate([tokens] + [t[:, None] for t in new], axis=1) if new else tokens.copy()
     return out[0] if was_1d else out

@@ -178,6 +178,43 @@ def top_p_filter(logits, p):
 # ---------------------------------------------------------------- distribution and draw
 
 
+class Sampler:
+    """The settings of one decoding run, checked once: ``Sampler(temperature, top_k, top_p)``.
+
+    ``sampler.probabilities(logits)`` and ``sampler.sample(logits, rng)`` then
+    run every step without checking the settings again (``generate`` makes one
+    sampler per call; the logits' values are still checked each step).
+    """
+
+    def __init__(self, temperature=1.0, top_k=None, top_p=None):
+        check_temperature(temperature)
+        if top_k is not None:
+            check_top_k(top_k)
+        if top_p is not None:
+            check_top_p(top_p)
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+
+    def probabilities(self, logits):
+        """softmax(top_p(top_k(u / tau))) along the last axis; rows sum to 1."""
+        logits = _as_logits(logits)
+        _check_values(logits)
+        u = _temperature(logits, self.temperature)                      # (..., V)
+        if self.top_k is not None:
+            u = _top_k(u, self.top_k)
+        if self.top_p is not None:
+            u = _top_p(u, self.top_p)
+        return stable_softmax(u)                                        # (..., V)
+
+    def sample(self, logits, rng):
+        """One token id per row, drawn from ``probabilities(logits)`` with one
+        ``rng.random()`` per row (see ``sample``)."""
+        if not hasattr(rng, "random"):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        probs = backend.to_numpy(self.probabilities(logits))                # (..., V) host
+        uniforms = rng.random(probs.shape[:-1])                             # (...) one per row
+        return xp.asarray(inverse_cdf(probs, uniforms))
+
+
 def probabilities(logits, temperature=1.0, top_k=None, top_p=None):
     """The final next-token distribution: softmax(top_p(top_k(u / tau))).
 
@@ -185,19 +222,7 @@ def probabilities(logits, temperature=1.0, top_k=None, top_p=None):
     renormalised), then softmax. temperature=0 gives one-hot on the argmax.
     Returns an xp array of the logits' shape whose rows sum to 1.
     """
-    check_temperature(temperature)
-    if top_k is not None:
-        check_top_k(top_k)
-    if top_p is not None:
-        check_top_p(top_p)
-    logits = _as_logits(logits)
-    _check_values(logits)
-    u = _temperature(logits, temperature)                               # (..., V)
-    if top_k is not None:
-        u = _top_k(u, top_k)
-    if top_p is not None:
-        u = _top_p(u, top_p)
-    return stable_softmax(u)                                            # (..., V)
+    return Sampler(temperature, top_k, top_p).probabilities(logits)
 
 
 def inverse_cdf(probs, uniforms):
@@ -223,8 +248,4 @@ def sample(logits, rng, temperature=1.0, top_k=None, top_p=None):
     ``rng.random()`` (also when temperature is 0, so the stream does not depend on
     the settings). Returns an xp int64 array of the logits' shape without the last axis.
     """
-    if not hasattr(rng, "random"):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    probs = backend.to_numpy(probabilities(logits, temperature, top_k, top_p))   # (..., V) host
-    uniforms = rng.random(probs.shape[:-1])                                      # (...) one per row
-    return xp.asarray(inverse_cdf(probs, uniforms))
+    return Sampler(temperature, top_k, top_p).sample(logits, rng)

@@ -13,7 +13,7 @@ One iteration of ``Trainer.train_step``:
    + cosine schedule. Only matrices and embeddings (>= 2 axes) decay.
 
 Every ``eval_every`` iterations the train and validation losses are estimated
-(the mean over ``eval_iters`` batches, under ``no_grad`` and ``model.eval()``)
+(the mean over ``eval_iters`` batches, under ``eval_mode(model)``: no dropout, no graph)
 and a checkpoint is written (``checkpoint_every``, by default at each
 evaluation). A checkpoint holds everything the run depends on: weights,
 optimizer moments, the step, the configs, the tokenizer, the loss history and
@@ -45,10 +45,10 @@ import numpy
 
 from minillm import backend, checkpoint, distributed
 from minillm import functional as F
-from minillm.autograd import no_grad
+from minillm.nn import eval_mode
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.progress import Progress
-from minillm.text_data import get_batch
+from minillm.batches import get_batch
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,18 +127,6 @@ def _interrupts_deferred():
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     if received and callable(previous):
         previous(signal.SIGINT, None)              # the default handler raises KeyboardInterrupt
-
-
-def dropout_generators(model):
-    """The distinct random generators the model's dropouts draw from, in module order."""
-    found, seen = [], set()
-    for module in model.modules():
-        for attribute in ("rng", "dropout_rng"):
-            generator = module.__dict__.get(attribute)
-            if generator is not None and hasattr(generator, "bit_generator") and id(generator) not in seen:
-                seen.add(id(generator))
-                found.append(generator)
-    return found
 
 
 def _generator_state(generator):
@@ -234,18 +222,13 @@ class Trainer:
         """Mean cross-entropy over ``eval_iters`` batches of ``ids`` (the same batches each time)."""
         cfg, model = self.config, self.model
         rng = numpy.random.default_rng(seed)
-        was_training = model.training
-        model.eval()                                               # dropout off
-        try:
-            with no_grad():                                        # no graph: nothing to backpropagate
-                losses = []
-                for _ in range(cfg.eval_iters):
-                    x, y = get_batch(ids, cfg.batch_size, model.config.block_size, rng)
-                    x, y = self.world.shard(x), self.world.shard(y)   # (B/N, T) this rank's rows
-                    logits = model(backend.asarray(x))             # (B/N, T, V)
-                    losses.append(float(F.cross_entropy(logits, backend.asarray(y)).data))
-        finally:
-            model.train(was_training)
+        losses = []
+        with eval_mode(model):                                     # dropout off, no graph
+            for _ in range(cfg.eval_iters):
+                x, y = get_batch(ids, cfg.batch_size, model.config.block_size, rng)
+                x, y = self.world.shard(x), self.world.shard(y)   # (B/N, T) this rank's rows
+                logits = model(backend.asarray(x))                 # (B/N, T, V)
+                losses.append(float(F.cross_entropy(logits, backend.asarray(y)).data))
         return float(numpy.mean(self.world.average(losses)))     # the mean over ranks of each batch
 
     def evaluate(self):
@@ -259,7 +242,7 @@ class Trainer:
     # ----------------------------------------------------------- checkpoints
     def rng_states(self):
         return {"batch": checkpoint.rng_state(self.batch_rng),
-                "dropout": [_generator_state(g) for g in dropout_generators(self.model)]}
+                "dropout": [_generator_state(g) for g in self.model.generators()]}
 
     def save_checkpoint(self, rng_states=None):
         """Write everything this run depends on to ``out_dir/ckpt.npz`` (atomically)."""
@@ -280,7 +263,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.batch_rng.bit_generator.state = ckpt["rng"]["batch"]
-        generators, states = dropout_generators(self.model), ckpt["rng"]["dropout"]
+        generators, states = self.model.generators(), ckpt["rng"]["dropout"]
         if len(generators) != len(states):
             raise ValueError(f"the checkpoint has {len(states)} dropout generator states, "
                              f"this model {len(generators)}")
@@ -296,12 +279,12 @@ class Trainer:
     @classmethod
     def from_checkpoint(cls, ckpt, train_ids, val_ids, iters=None, **kwargs):
         """A fresh GPT, optimizer and generators in the state of ``ckpt``; ``iters`` may extend the run."""
-        from minillm.models import GPT, GPTConfig   # here: the loop itself works with any such model
+        from minillm.models import GPT   # here: the loop itself works with any such model
 
         config = TrainConfig(**ckpt["train_config"])
         if iters is not None:
             config = dataclasses.replace(config, iters=iters)
-        model = GPT(GPTConfig.from_dict(ckpt["config"]), seed=config.seed)
+        model = GPT.from_checkpoint(ckpt, seed=config.seed)
         kwargs.setdefault("tokenizer", ckpt.get("tokenizer"))
         return cls(model, train_ids, val_ids, config, **kwargs).load_state(ckpt)
 

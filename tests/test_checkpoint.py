@@ -182,3 +182,16 @@ def test_restore_rebuilds_a_gpt_and_its_optimizer(tmp_path):
     for key in mine:
         numpy.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
     assert checkpoint.restore(checkpoint.load(tmp_path / "c.npz"))[1] is None
+
+
+def test_gpt_from_checkpoint_reads_a_path_or_a_loaded_dict(tmp_path):
+    from minillm.models import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, n_embd=8, dropout=0.1), seed=5)
+    checkpoint.save(tmp_path / "c.npz", model, step=3)
+    for source in (tmp_path / "c.npz", checkpoint.load(tmp_path / "c.npz")):
+        back = GPT.from_checkpoint(source)
+        assert type(back) is GPT and back.config == model.config
+        for (name, p), (_, q) in zip(model.named_parameters(), back.named_parameters()):
+            numpy.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
+    with pytest.raises(FileNotFoundError):
+        GPT.from_checkpoint(tmp_path / "missing.npz")

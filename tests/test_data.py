@@ -246,6 +246,19 @@ def test_a_document_emptied_by_line_dedup_says_so_not_too_short():
     assert doc_removals(report) == {"all_lines_duplicate": 1}
 
 
+def test_a_line_repeated_with_other_case_and_spacing_in_a_later_document_is_dropped():
+    """Line dedup ignores case and spacing, as documented: a copy in CAPITALS with doubled
+    and leading spaces (trailing ones are normalised away anyway) is still a duplicate."""
+    rng = np.random.default_rng(3)
+    first, second = clean_doc(rng), clean_doc(rng)
+    shared = max(first.split("\n"), key=len)
+    variant = "  " + "   ".join(shared.upper().split(" "))      # other case, other spacing
+    assert variant != shared and variant.strip() != shared.upper()
+    out, report = run([("a", first), ("b", second + "\n" + variant)])
+    assert out == [("a", first), ("b", second)]
+    assert report.removed["duplicate_line"][0] == 1
+
+
 def test_documents_are_deduplicated_in_both_forms_so_a_second_pass_agrees():
     """A document is checked before and after its duplicate lines go. Here b and c differ
     only in a line that z already had, so after line dedup they are the same text:

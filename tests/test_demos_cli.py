@@ -17,7 +17,7 @@ import pytest
 
 from minillm import checkpoint
 from minillm import GPT, GPTConfig
-from minillm.text_data import load_corpus
+from minillm.corpus import load_corpus
 from minillm.tokenizers import CharTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

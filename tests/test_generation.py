@@ -127,6 +127,15 @@ def test_runs_in_eval_mode_and_restores_the_mode():
     assert not model.training
 
 
+def test_sampler_settings_are_checked_once_per_call_not_per_token(monkeypatch):
+    calls = []
+    original = sampling.check_top_p
+    monkeypatch.setattr(sampling, "check_top_p", lambda p: calls.append(p) or original(p))
+    out = generation.generate(MODEL, np.array([[1, 2]]), 12, top_k=5, top_p=0.9, seed=0)
+    assert out.shape == (1, 14)
+    assert 1 <= len(calls) <= 2, f"top_p was checked {len(calls)} times for 12 tokens"
+
+
 def test_gpt_generate_delegates_here():
     a = MODEL.generate(xp.asarray(np.array([[1, 2, 3]])), 6, temperature=0.8, top_k=4, seed=9)
     b = generation.generate(MODEL, [[1, 2, 3]], 6, temperature=0.8, top_k=4, seed=9)

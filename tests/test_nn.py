@@ -177,3 +177,37 @@ def test_dropout_is_seeded_and_the_identity_in_eval():
     assert first(x) is x
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\), got 1.0"):
         Dropout(1.0)
+
+
+def test_generators_are_registered_by_type_whatever_the_attribute_is_called():
+    class Noisy(Module):
+        def __init__(self):
+            super().__init__()
+            self.first = Dropout(0.1, rng=1)
+            self.shared = backend.device_rng(2)          # any name: found because it is a generator
+            self.again = Dropout(0.1, rng=self.shared)   # shared: listed once
+            self.seed = 3                                # not a generator
+    model = Noisy()
+    assert model.generators() == [model.shared, model.first.rng]   # module order: own first, then children
+    model.shared = None                                  # replaced by a non-generator: forgotten
+    assert model.generators() == [model.first.rng, model.again.rng]
+    del model.first
+    assert model.generators() == [model.again.rng]
+
+
+def test_eval_mode_turns_dropout_off_records_no_graph_and_restores_the_mode():
+    from minillm import is_grad_enabled
+    from minillm.nn import eval_mode
+    tower = Tower()
+    tower.train()
+    with eval_mode(tower) as inside:
+        assert inside is tower and not tower.training and not tower.drop.training
+        assert not is_grad_enabled()
+    assert tower.training and tower.drop.training and is_grad_enabled()
+    tower.eval()
+    with pytest.raises(KeyError):
+        with eval_mode(tower):
+            raise KeyError("boom")
+    assert not tower.training and is_grad_enabled()                 # the previous mode, even after an error
+    with eval_mode(lambda x: x):                                     # a plain callable: no graph only
+        assert not is_grad_enabled()

@@ -70,15 +70,17 @@ def test_attention_core_with_grouped_kv_heads_matches_brute_force(n_kv_head, cau
     numpy.testing.assert_allclose(host(block(Tensor(x))), brute_force(block, x, causal), rtol=1e-10, atol=1e-12)
 
 
-def test_padding_bias_passes_through_attend_options():
+def test_padding_bias_passes_through_the_attention_options():
     """BERT's padding mask: an additive -inf bias on the padded keys, via ``attend``'s options."""
     block = SeparateProjections(8, 2, 2, causal=False)
     x = numpy.random.default_rng(1).standard_normal((2, 4, 8))
     keep = numpy.array([[1, 1, 1, 0], [1, 1, 1, 1]])
     key_bias = numpy.where(keep == 1, 0.0, -numpy.inf)                   # (B, Tk)
-    q, k, v = block.project(Tensor(x))
-    y = block.output(merge_heads(block.attend(q, k, v, bias=key_bias[:, None, None, :])))   # (B, T, C)
+    y = block(Tensor(x), bias=key_bias[:, None, None, :])                # (B, T, C)
     numpy.testing.assert_allclose(host(y), brute_force(block, x, False, key_bias), rtol=1e-10, atol=1e-12)
+    q, k, v = block.project(Tensor(x))                                   # the same from the pieces
+    pieces = block.output(merge_heads(block.attend(q, k, v, bias=key_bias[:, None, None, :])))
+    numpy.testing.assert_array_equal(host(pieces), host(y))
 
 
 def test_kv_cache_path_equals_the_full_pass_with_grouped_heads():

@@ -389,3 +389,79 @@ def test_load_reads_a_gpt2_folder_and_names_what_it_cannot_read(tmp_path):
     (odd / "tokenizer.json").write_text(json.dumps({"model": {"type": "Nonesuch"}}))
     with pytest.raises(ValueError, match="'Nonesuch' is not supported"):
         tokenizers.load(odd)
+
+
+# --- special tokens anywhere in vocab.json (RoBERTa: first; HF-trained BPE: <|endoftext|> = 0) ---
+
+ROBERTA_FIRST = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def _write_pair(directory, specials_first, specials_last=()):
+    """The hand-made pair above with ``specials_first`` at ids 0.., every other id shifted."""
+    shift = len(specials_first)
+    vocab = {s: i for i, s in enumerate(specials_first)}
+    for i, c in enumerate(sorted(BYTE_ENCODER.values())):
+        vocab[c] = shift + i
+    for k, m in enumerate(HAND_MERGES):
+        vocab[m.replace(" ", "")] = shift + 256 + k
+    for k, s in enumerate(specials_last):
+        vocab[s] = shift + 256 + len(HAND_MERGES) + k
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")),
+                                          encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(HAND_MERGES) + "\n", encoding="utf-8")
+    return directory
+
+
+def test_from_gpt2_loads_specials_first_and_last_with_the_files_ids(tmp_path):
+    d = _write_pair(tmp_path / "roberta", ROBERTA_FIRST, specials_last=["<mask>"])
+    tok = BPETokenizer.from_gpt2(d / "vocab.json", d / "merges.txt")
+    assert tok.special_tokens == {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 267}
+    assert tok.vocab_size == 268
+    # the hand-derived ids of test_from_gpt2_hand_made_pair, each + 4; specials kept whole
+    assert tok.encode("<s>hello yell the</s><pad>") == [0, 265, 82, 224, 92, 263, 264, 2, 1]
+    assert tok.encode("<mask>!<unk>") == [267, 4, 3]
+    assert tok.encode("<s>", special=False) == [4 + 27, 4 + 82, 4 + 29]  # "<", "s", ">" as plain bytes
+    assert tok.decode([0, 265, 82, 2, 267]) == "<s>hello</s><mask>"
+    assert tok.token_str(0) == "<s>" and tok.token_str(264) == "Ġthe"
+    again = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))       # checkpoints keep the ids
+    assert again.encode("<s>hello yell</s>") == tok.encode("<s>hello yell</s>")
+    tok.save_gpt2(tmp_path / "saved")                                        # written back identically
+    for name in ("vocab.json", "merges.txt"):
+        assert (tmp_path / "saved" / name).read_bytes() == (d / name).read_bytes(), name
+
+
+def test_from_gpt2_endoftext_at_id_zero_round_trips(tmp_path):
+    d = _write_pair(tmp_path / "hf", ["<|endoftext|>"])
+    tok = BPETokenizer.from_gpt2(d / "vocab.json", d / "merges.txt")
+    assert tok.special_tokens == {"<|endoftext|>": 0} and tok.vocab_size == 264
+    assert tok.encode("hello<|endoftext|> the") == [262, 79, 0, 261]
+    tok.save_gpt2(tmp_path / "saved")
+    assert (tmp_path / "saved" / "vocab.json").read_bytes() == (d / "vocab.json").read_bytes()
+
+
+def test_a_vocabulary_with_an_id_nobody_owns_is_a_clear_error():
+    vocab = [bytes([b]) for b in range(256)] + [None, b"ab"]
+    with pytest.raises(ValueError, match=r"ids \[256\] have neither a token nor a special token"):
+        BPETokenizer(vocab, [], {})
+    assert BPETokenizer(vocab, [], {"<s>": 256, "</s>": 258}).vocab_size == 259
+
+
+@pytest.mark.parametrize("specials", [["<|endoftext|>"], ROBERTA_FIRST + ["<mask>"]])
+def test_from_gpt2_encodes_like_the_hugging_face_tokenizer_that_wrote_the_files(tmp_path, specials):
+    """A byte-level BPE trained here by ``tokenizers`` (specials first, no download): same ids."""
+    hf_tokenizers = pytest.importorskip("tokenizers")
+    hf = hf_tokenizers.ByteLevelBPETokenizer()
+    hf.train_from_iterator([SMALL_CORPUS] * 3, vocab_size=256 + 60 + len(specials), min_frequency=1,
+                           special_tokens=specials, show_progress=False)
+    hf.save_model(str(tmp_path))
+    tok = BPETokenizer.from_gpt2(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    assert tok.special_tokens == {s: i for i, s in enumerate(specials)}
+    assert tok.vocab_size == hf.get_vocab_size()
+    texts = [SMALL_CORPUS[:300], "  Before we proceed\n\nany further, é👍 \"x\\y\"", specials[0] + "hear me"
+             + specials[-1] + " speak" + specials[0]]
+    for text in texts:
+        assert tok.encode(text) == hf.encode(text).ids, text
+    tok.save_gpt2(tmp_path / "back")
+    for name in ("vocab.json", "merges.txt"):
+        assert (tmp_path / "back" / name).read_bytes() == (tmp_path / name).read_bytes(), name

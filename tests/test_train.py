@@ -9,7 +9,7 @@ import time
 import numpy
 import pytest
 
-from minillm import backend, checkpoint, text_data
+from minillm import backend, checkpoint, corpus
 from minillm import train as train_module
 from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
@@ -171,7 +171,7 @@ def test_ctrl_c_during_the_update_is_held_until_it_is_complete(tmp_path, monkeyp
 def test_demo_killed_with_sigkill_resumes_to_the_same_parameters(tmp_path):
     """Run the real demo, SIGKILL it mid-run, --resume it; compare with an uninterrupted run."""
     data = tmp_path / "small.txt"
-    data.write_text(text_data.load_corpus()[:20_000])
+    data.write_text(corpus.load_corpus()[:20_000])
     flags = ["--data", str(data), "--iters", "150", "--eval-every", "50", "--eval-iters", "2",
              "--checkpoint-every", "3", "--batch-size", "4", "--block-size", "16", "--n-layer", "1",
              "--n-head", "2", "--n-embd", "16", "--dropout", "0.1", "--warmup-iters", "5",

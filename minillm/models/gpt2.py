@@ -132,8 +132,9 @@ class Block(Module):
         self.ln_1 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
         self.attn = CausalSelfAttention(config, layer_index, rng, dropout_rng)
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias, dtype=config.dtype)
-        self.mlp = MLP(config.n_embd, 4 * config.n_embd, config.bias, rng, 0.02,
-                       0.02 / math.sqrt(2 * config.n_layer), config.dropout, dropout_rng, F.gelu, config.dtype)
+        self.mlp = MLP(config.n_embd, 4 * config.n_embd, bias=config.bias, rng=rng, activation=F.gelu,
+                       proj_std=0.02 / math.sqrt(2 * config.n_layer), dropout=config.dropout,
+                       dropout_rng=dropout_rng, dtype=config.dtype)
 
     def forward(self, x, cache=None):
         x = x + self.attn(self.ln_1(x), cache)                           # (B, T, C)
@@ -239,6 +240,17 @@ class GPT(Module):
         from minillm.generation import generate
         return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                          seed=seed, use_cache=use_cache, stop=stop, slide_keep=slide_keep)
+
+    @classmethod
+    def from_checkpoint(cls, path, seed=0):
+        """A GPT with the config and weights of a training checkpoint: the file
+        ``checkpoint.save`` wrote, or the dict ``checkpoint.load`` returned.
+        ``seed`` seeds the dropout stream (a resumed run restores its state)."""
+        from minillm import checkpoint   # a layer above the model: imported when used
+        ckpt = path if isinstance(path, dict) else checkpoint.load(path)
+        model = cls(GPTConfig.from_dict(ckpt["config"]), seed=seed)
+        model.load_state_dict(ckpt["model"])
+        return model
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):

@@ -1,18 +1,18 @@
 """Modules: parameters, layers, and the blocks every model family is built from.
 
-    module      Module, Parameter, ModuleList: naming, state dicts, train/eval
+    module      Module, Parameter, ModuleList: naming, state dicts, generators, train/eval, eval_mode
     layers      Linear, Embedding, LayerNorm, RMSNorm, Dropout
     attention   MultiHeadAttention: heads, KV cache, grouped KV heads, mask options
     mlp         MLP: c_proj(act(c_fc(x)))
 """
-from minillm.nn.module import Module, Parameter, ModuleList, LoadResult
+from minillm.nn.module import Module, Parameter, ModuleList, LoadResult, eval_mode
 from minillm.nn.layers import Linear, Embedding, LayerNorm, Dropout
 from minillm.nn.layers import RMSNorm
 from minillm.nn.attention import MultiHeadAttention, split_heads, split_fused_heads, merge_heads, repeat_kv_heads
 from minillm.nn.mlp import MLP
 
 __all__ = [
-    "Module", "Parameter", "ModuleList", "LoadResult",
+    "Module", "Parameter", "ModuleList", "LoadResult", "eval_mode",
     "Linear", "Embedding", "LayerNorm", "Dropout",
     "MultiHeadAttention", "split_heads", "split_fused_heads", "merge_heads", "repeat_kv_heads",
     "MLP",

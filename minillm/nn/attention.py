@@ -19,9 +19,10 @@ Linear layers, so parameter names stay the checkpoint's (GPT-2's fused
                          serves n_head / n_kv_head query heads
     rotate(q, k, start)  override to rotate queries and keys by their absolute positions
                          start .. start + T - 1 (RoPE); start is the number of cached tokens
-    **attention options  ``attend`` passes any other keyword to
-                         ``F.scaled_dot_product_attention`` (key_mask: a padding
-                         mask; bias: a relative-position bias; scale)
+    **options            ``forward`` and ``attend`` pass other keywords on to
+                         ``F.scaled_dot_product_attention``: ``key_mask=`` (BERT's
+                         padding mask), ``bias=`` added to the scores (T5's learned
+                         relative-position bias) and ``scale=`` (T5: 1, no 1/sqrt(D))
 
 Cross-attention (T5's decoder) is a ``project`` that takes its keys and values
 from the encoder's states: override ``forward`` and reuse the pieces
@@ -114,9 +115,10 @@ class MultiHeadAttention(Module):
         return F.scaled_dot_product_attention(q, k, v, causal=self.causal, dropout_p=p,
                                               rng=self.dropout_rng, **options)  # (B, H, T, D)
 
-    def forward(self, x, cache=None):
-        """x (B, T, C) -> (B, T, C); with a ``cache``, x holds only the new tokens."""
+    def forward(self, x, cache=None, **options):
+        """x (B, T, C) -> (B, T, C); with a ``cache``, x holds only the new tokens.
+        ``options`` (``key_mask``, ``bias``, ``scale``) go to the attention op."""
         q, k, v = self.project(x)                                        # (B, H, T, D), (B, Hkv, T, D)
         q, k = self.rotate(q, k, 0 if cache is None else cache.position)
-        y = self.attend(q, k, v, cache)                                  # (B, H, T, D)
+        y = self.attend(q, k, v, cache, **options)                       # (B, H, T, D)
         return self.output(merge_heads(y))                               # (B, T, C)

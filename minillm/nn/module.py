@@ -20,14 +20,21 @@ listed once, under the first name that reaches it.
 Freezing is one flag: ``p.requires_grad = False`` keeps ``p`` out of the graph
 (no gradient is computed for it) and the optimizers skip it.
 
+Random generators assigned to attributes (a dropout's mask stream) are
+registered the same way, so ``generators()`` lists every stream a model draws
+from (a training checkpoint saves and restores their states), whatever the
+attributes are called. ``eval_mode(model)`` runs a block with dropout off and
+no graph, and gives the model its previous mode back.
+
 The layers built on it are in ``layers.py`` (Linear, Embedding, LayerNorm,
 Dropout) and the blocks every model family is assembled from in
 ``attention.py`` and ``mlp.py``.
 """
+import contextlib
 from collections import namedtuple
 
 from minillm import backend
-from minillm.autograd import Tensor
+from minillm.autograd import Tensor, no_grad
 from minillm.backend import xp
 from minillm.shapes import shape_text
 
@@ -48,7 +55,8 @@ class Module:
     """Base class: registers parameters and sub-modules; ``module(x)`` calls ``forward(x)``."""
 
     def __init__(self):
-        object.__setattr__(self, "_members", {})  # name -> Parameter or Module, in assignment order
+        object.__setattr__(self, "_members", {})     # name -> Parameter or Module, in assignment order
+        object.__setattr__(self, "_generators", {})  # name -> random generator (e.g. dropout masks)
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -58,10 +66,15 @@ class Module:
             self._members[name] = value  # a replacement keeps its place in the order
         else:
             self._members.pop(name, None)
+        if _is_generator(value):
+            self._generators[name] = value
+        else:
+            self._generators.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
         self._members.pop(name, None)
+        self._generators.pop(name, None)
         object.__delattr__(self, name)
 
     def __call__(self, *args, **kwargs):
@@ -101,6 +114,17 @@ class Module:
     def parameters(self):
         """Every parameter once, in a stable order (the order of ``named_parameters``)."""
         return [p for _, p in self.named_parameters()]
+
+    def generators(self):
+        """Every random generator this module and its descendants draw from, each once,
+        in module order (a generator shared by many dropouts is listed once)."""
+        found, seen = [], set()
+        for module in self.modules():
+            for generator in module._generators.values():
+                if id(generator) not in seen:
+                    seen.add(id(generator))
+                    found.append(generator)
+        return found
 
     def num_parameters(self, trainable_only=False):
         """The number of scalars in the parameters (each tied parameter counted once)."""
@@ -157,6 +181,27 @@ class Module:
             if name in state:
                 p.data[...] = xp.asarray(state[name], dtype=p.dtype)
         return LoadResult(missing, unexpected)
+
+
+def _is_generator(value):
+    """A NumPy or CuPy ``random.Generator`` (both carry a ``bit_generator``)."""
+    return hasattr(value, "bit_generator") and hasattr(value, "random")
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Within the block: dropout off (``model.eval()``) and no graph (``no_grad()``);
+    afterwards the model is back in the mode it had. A model without modes (a
+    plain callable) only runs without a graph."""
+    was_training = getattr(model, "training", None)
+    if was_training is not None:
+        model.eval()
+    try:
+        with no_grad():
+            yield model
+    finally:
+        if was_training is not None:
+            model.train(was_training)
 
 
 class ModuleList(Module):

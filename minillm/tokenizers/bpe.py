@@ -35,28 +35,37 @@ _CACHE_LIMIT = 200_000  # words kept in the per-word encoding cache
 class BPETokenizer:
     """Byte-level BPE tokenizer.
 
-    vocab: list of bytes, id -> token bytes (every single byte must be present).
+    vocab: list, id -> token bytes (every single byte must be present); an entry
+        may be None where a special token has that id (RoBERTa puts ``<s>`` at 0).
     merges: list of (id_a, id_b) in rank order; vocab[a] + vocab[b] must be in vocab.
-    special_tokens: dict text -> id, ids disjoint from the byte tokens.
+    special_tokens: dict text -> id: the None entries of vocab, and ids after it.
+    Together the ids are exactly 0 .. vocab_size - 1, each once.
     """
 
     def __init__(self, vocab, merges, special_tokens=None, pattern=GPT2_SPLIT_PATTERN):
-        self.vocab = [bytes(t) for t in vocab]
+        self.vocab = [None if t is None else bytes(t) for t in vocab]
         self.special_tokens = dict(special_tokens or {})
         self.pattern = pattern
         self._split = regex.compile(pattern)
         self._special_split = special_splitter(self.special_tokens)
-        n = len(self.vocab) + len(self.special_tokens)
+        # the id space: the vocab list, then the specials numbered after it
+        n = len(self.vocab) + sum(isinstance(i, int) and i >= len(self.vocab) for i in self.special_tokens.values())
         # id -> bytes for decoding: specials decode to their text
-        self._token_bytes = {i: t for i, t in enumerate(self.vocab)}
+        self._token_bytes = {i: t for i, t in enumerate(self.vocab) if t is not None}
         for text, i in self.special_tokens.items():
             if not isinstance(i, int) or not 0 <= i < n or i in self._token_bytes:
                 raise ValueError(f"special token {text!r} has id {i}, which is taken or "
                                  f"outside [0, {n})")
             self._token_bytes[i] = text.encode("utf-8")
+        if len(self._token_bytes) != n or max(self._token_bytes, default=-1) != n - 1:
+            missing = sorted(set(range(n)) - set(self._token_bytes))[:3]
+            raise ValueError(f"ids {missing} have neither a token nor a special token; the ids "
+                             f"must be exactly 0..{n - 1}")
         self._special_ids = {i: text for text, i in self.special_tokens.items()}
         bytes_to_id = {}
         for i, t in enumerate(self.vocab):
+            if t is None:
+                continue
             if t in bytes_to_id:
                 raise ValueError(f"token {t!r} appears twice in the vocabulary "
                                  f"(ids {bytes_to_id[t]} and {i})")
@@ -70,9 +79,10 @@ class BPETokenizer:
         self._ranks = {}  # (id_a, id_b) -> (rank, merged id)
         for rank, (a, b) in enumerate(merges):
             a, b = int(a), int(b)
-            if not (0 <= a < len(self.vocab) and 0 <= b < len(self.vocab)):
+            inside = 0 <= a < len(self.vocab) and 0 <= b < len(self.vocab)
+            if not inside or self.vocab[a] is None or self.vocab[b] is None:
                 raise ValueError(f"merge {rank} ({a}, {b}) refers to an id outside the "
-                                 f"vocabulary [0, {len(self.vocab)})")
+                                 f"vocabulary [0, {len(self.vocab)}) or to a special token")
             merged = bytes_to_id.get(self.vocab[a] + self.vocab[b])
             if merged is None:
                 raise ValueError(f"merge {rank} {self.vocab[a]!r} + {self.vocab[b]!r}: the "
@@ -115,7 +125,9 @@ class BPETokenizer:
         merges.txt lists one merge "a b" per line, lowest rank first, after a
         ``#version`` header. Vocabulary entries that are neither a single byte
         nor the result of a merge (GPT-2 has one: ``<|endoftext|>``) are
-        special tokens.
+        special tokens, kept whole, at whatever ids the file gives them (a
+        Hugging Face-trained byte-level BPE puts ``<|endoftext|>`` at 0, RoBERTa
+        ``<s> <pad> </s> <unk>`` at 0-3). ``save_gpt2`` writes the same pair back.
         """
         from minillm.tokenizers.gpt2_files import read_gpt2_tokenizer
         vocab, merges, specials = read_gpt2_tokenizer(vocab_json_path, merges_txt_path)
@@ -125,7 +137,7 @@ class BPETokenizer:
 
     @property
     def vocab_size(self):
-        return len(self.vocab) + len(self.special_tokens)
+        return len(self._token_bytes)
 
     def __len__(self):
         return self.vocab_size
@@ -218,7 +230,7 @@ class BPETokenizer:
         """JSON-ready dict in GPT-2's spelling: tokens are ``bytes_to_unicode`` strings."""
         return {
             "type": "bpe",
-            "vocab": [token_to_str(t) for t in self.vocab],
+            "vocab": [None if t is None else token_to_str(t) for t in self.vocab],  # None: a special's id
             "merges": [[a, b] for a, b in self.merges],
             "special_tokens": dict(self.special_tokens),
             "pattern": self.pattern,
@@ -234,8 +246,8 @@ class BPETokenizer:
                 raise ValueError(f"bpe tokenizer dict is missing the {key!r} field")
         vocab = []
         for i, s in enumerate(d["vocab"]):
-            t = str_to_token(s)
-            if t is None:
+            t = None if s is None else str_to_token(s)
+            if t is None and s is not None:
                 raise ValueError(f"vocab entry {i} ({s!r}) is not in GPT-2's byte alphabet")
             vocab.append(t)
         return cls(vocab, [tuple(m) for m in d["merges"]], d.get("special_tokens", {}),

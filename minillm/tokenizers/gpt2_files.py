@@ -39,10 +39,12 @@ def read_json_object(path, what):
 def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
     """Parse the two files -> (vocab: list[bytes], merges: list[(id_a, id_b)], specials: dict).
 
-    Ids are GPT-2's own (vocab.json's numbers), so encodings match GPT-2's.
-    Vocabulary entries that are neither single bytes nor merge results are
-    special tokens; they must come after all the others (as ``<|endoftext|>``
-    = 50256 does in GPT-2).
+    Ids are the file's own (vocab.json's numbers), so encodings match the
+    tokenizer that wrote it. Vocabulary entries that are neither single bytes
+    nor merge results are special tokens, at any id: last in GPT-2
+    (``<|endoftext|>`` = 50256), first in RoBERTa and in byte-level BPEs trained
+    by Hugging Face ``tokenizers``. ``vocab`` holds None at a special's id
+    (trailing ones are left out, so GPT-2's vocab is the 50256 regular tokens).
     """
     vocab_json_path = _check_file(vocab_json_path, "GPT-2 vocab.json")
     merges_txt_path = _check_file(merges_txt_path, "GPT-2 merges.txt")
@@ -71,12 +73,12 @@ def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
         t = str_to_token(s)
         is_regular = t is not None and (len(t) == 1 or s in merged_strs)
         if is_regular:
-            if specials:
-                raise ValueError(f"{vocab_json_path}: token {s!r} (id {i}) comes after the "
-                                 f"special token(s) {list(specials)}; specials must be last")
             vocab.append(t)
         else:
             specials[s] = i
+            vocab.append(None)                      # the id belongs to a special token
+    while vocab and vocab[-1] is None:              # specials after the last regular token
+        vocab.pop()
     merges = []
     for rank, (a, b) in enumerate(merge_strs):
         for s in (a, b, a + b):
@@ -88,13 +90,15 @@ def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
 
 
 def write_gpt2_tokenizer(directory, vocab, merges, special_tokens):
-    """Write ``vocab.json`` and ``merges.txt`` into ``directory`` (created if needed)."""
+    """Write ``vocab.json`` (tokens in id order, specials where their ids are) and
+    ``merges.txt`` into ``directory`` (created if needed)."""
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
-    encoder = {token_to_str(t): i for i, t in enumerate(vocab)}
+    encoder = {token_to_str(t): i for i, t in enumerate(vocab) if t is not None}
     encoder.update(special_tokens)
+    encoder = dict(sorted(encoder.items(), key=lambda item: item[1]))
     with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(encoder, f, ensure_ascii=False)
+        json.dump(encoder, f, ensure_ascii=False, separators=(",", ":"))  # compact, as Hugging Face writes it
     with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n")
         for a, b in merges:

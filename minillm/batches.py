@@ -1,4 +1,4 @@
-"""Pretraining data for a language model: one long text, cut into random windows.
+"""Batches of token ids for pretraining: one long sequence, cut into random windows.
 
 Pretraining is *self-supervised*: the text is its own label. A window of
 ``block_size + 1`` consecutive token ids gives ``block_size`` training
@@ -11,35 +11,13 @@ examples at once:
 so the model learns P(y_t | x_0 ... x_t) at every position t. Feeding the true
 previous tokens (never the model's own guesses) is *teacher forcing*.
 
-    text = load_corpus()                              # the shipped Shakespeare corpus
+    text = minillm.corpus.load_corpus()               # the shipped Shakespeare corpus
     train_ids, val_ids = split_ids(tokenizer.encode(text))   # 90 % / 10 %
     x, y = get_batch(train_ids, batch_size, block_size, rng)  # int64 (B, T) each
 
 This is host-side code: plain NumPy, the arrays move to the backend later.
 """
-import os
-
 import numpy
-
-CORPUS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
-DEFAULT_CORPUS = os.path.join(CORPUS_DIR, "shakespeare.txt")
-
-
-def load_corpus(path=None):
-    """The text of ``path`` (UTF-8), or of the shipped Shakespeare corpus when ``path`` is None."""
-    path = DEFAULT_CORPUS if path is None else os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"corpus file {path} does not exist "
-                                "(path=None reads the shipped Shakespeare corpus)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as error:          # a binary file, or another encoding
-        raise ValueError(f"corpus file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} "
-                         f"at position {error.start} does not decode") from None
-    if not text:
-        raise ValueError(f"corpus file {path} is empty")
-    return text
 
 
 def split_ids(ids, val_fraction=0.1):
