@@ -23,6 +23,7 @@ HOST_SIDE = {
     "batches.py", "memory.py", "plotting.py", "progress.py", "gradcheck.py",
     "finetune.py",  # like train.py: builds its batches on the host (added to the list; see report)
     "distributed.py",  # talks to MPI (host buffers) and cupy.cuda.nccl; packs gradients through backend.xp
+    "ngram.py", "energy.py", "fairness.py",  # counting, meters and statistics on the host
 }
 HOST_SIDE_PREFIXES = ("tokenizers", "hf", "data", "corpus")  # tokenizers*.py and these packages
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx"}
