@@ -159,3 +159,18 @@ def memory_used_bytes():
     if name == "cupy":
         return int(xp.get_default_memory_pool().used_bytes())
     return 0
+
+
+def compute_dtype(dtype):
+    """The dtype in which values stored as ``dtype`` are computed.
+
+    16-bit floats (float16, ml_dtypes' bfloat16) are a storage format on NumPy,
+    which has no half-precision matrix product (NumPy would run one in a slow
+    generic loop): there they are computed in float32, each product upcasting
+    its 16-bit operand. On CuPy they are computed as they are (cuBLAS half
+    precision). Every other dtype computes as itself.
+    """
+    dtype = numpy.dtype(dtype)
+    if name == "numpy" and dtype.itemsize == 2 and (dtype.kind == "f" or dtype.name == "bfloat16"):
+        return numpy.dtype(numpy.float32)
+    return dtype

@@ -3,6 +3,10 @@
 y[b, t] = W[ids[b, t]]. Looking up is indexing, so the gradient of W is a
 scatter-add: dL/dW[v] = sum of dL/dy[b, t] over every (b, t) with ids[b, t] = v.
 A token that appears twice gets both contributions.
+
+A 16-bit table is storage only on NumPy: the rows come out in
+``backend.compute_dtype`` (float32 there), so the layers after it compute in
+float32 and each product with a 16-bit weight upcasts that weight.
 """
 from minillm import backend
 from minillm.autograd import Function, Tensor
@@ -25,7 +29,9 @@ class Embedding(Function):
     def forward(self, weight, ids):
         check_token_ids(ids, weight.shape[0])
         self.ids, self.table_shape = ids, weight.shape  # where each gradient row goes back to
-        return weight[ids]                                       # (..., C)
+        rows = weight[ids]                                       # (..., C)
+        dtype = backend.compute_dtype(weight.dtype)
+        return rows if rows.dtype == dtype else rows.astype(dtype)
 
     def backward(self, grad):
         grad_w = xp.zeros(self.table_shape, dtype=grad.dtype)    # (V, C)
