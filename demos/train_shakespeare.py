@@ -27,6 +27,7 @@ import sys
 import time
 
 from minillm import backend, checkpoint, cli, distributed
+from minillm.energy import EnergyMeter, transformer_training_flops
 from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
@@ -145,9 +146,10 @@ def train(args):
           f"{len(trainer.train_ids):,} training tokens, {len(trainer.val_ids):,} validation tokens"
           + (f" | {world.size} ranks ({world.name}), {trainer.config.batch_size // world.size} rows each"
              if world.size > 1 else ""), flush=True)
-    start = time.perf_counter()
+    start, first_step = time.perf_counter(), trainer.step
     try:
-        history = trainer.run()
+        with EnergyMeter() as meter:
+            history = trainer.run()
     except KeyboardInterrupt:
         print(f"continue this run with --resume --out {args.out}", file=sys.stderr)
         return 130
@@ -159,6 +161,12 @@ def train(args):
                             title=f"GPT {cfg.n_layer}x{cfg.n_embd} on Shakespeare ({cfg.vocab_size} tokens)")
     print(f"done: {step} iterations, final train loss {train_loss:.4f}, val loss {val_loss:.4f} "
           f"({elapsed} this session); checkpoint {trainer.ckpt_path}, loss curve {curve}")
+    tokens = (trainer.step - first_step) * trainer.config.batch_size * cfg.block_size
+    flops = transformer_training_flops(model.num_parameters(non_embedding=True), tokens,
+                                       cfg.n_layer, cfg.block_size, cfg.n_embd)
+    print(f"{meter.report(flops)} (training steps only, evaluations not counted"
+          + (f"; FLOPs of all {world.size} ranks, RAPL and wall time of rank 0's machine" if world.size > 1 else "")
+          + ")")
     if args.sample_tokens > 0:
         prompt = tokenizer.encode("\n")
         out = model.generate([prompt], args.sample_tokens, temperature=0.8, seed=args.seed)
