@@ -51,7 +51,7 @@ def coverage_filter(known_words, min_share=0.9):
         if not found:
             return "no words"
         share = sum(w in known for w in found) / len(found)
-        return f"known-word share {share:.2f} < {min_share}" if share < min_share else None
+        return f"known-word share {share:.2f} < {min_share:.3g}" if share < min_share else None
     return check
 
 
