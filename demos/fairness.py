@@ -182,13 +182,25 @@ def filter_rates(gpt, ngram, texts, args):
     return result, {spelling: len(batch) for spelling, batch in docs.items()}, len(calibration)
 
 
+def encodable(tokenizer, text):
+    try:
+        tokenizer.encode(text)
+    except ValueError:
+        return False
+    return True
+
+
 def probe(gpt, args):
     """(roles the corpus knows, {role: model Interval}, {role: corpus (log ratio, m, f)})."""
     counts = cooccurrence_log_ratio(gpt.text, ROLES)
     words_in_corpus = words(gpt.text)
     roles = [role for role in ROLES if words_in_corpus.count(role) >= 20]
+    templates = [t for t in TEMPLATES if encodable(gpt.tokenizer, t.format(role=" ".join(roles)) + " he she ")]
+    if len(templates) < 2 or not roles:
+        print("the tokenizer cannot spell the probe's templates or roles: probe skipped")
+        return [], {}, counts
     logprob = functools.partial(sequence_logprob, gpt.model, gpt.tokenizer)
-    model = pronoun_probe(logprob, roles, TEMPLATES, pronouns=(" he ", " she "),
+    model = pronoun_probe(logprob, roles, templates, pronouns=(" he ", " she "),
                           n_resamples=args.resamples, seed=args.seed)
     return roles, model, counts
 
@@ -273,8 +285,9 @@ def main(argv=None):
     for role in roles:
         ratio, m, f = counts[role]
         print(f"| {role} | {model[role]} | {ratio:+.2f} ({m} : {f}) |")
-    r = numpy.corrcoef([counts[role][0] for role in roles], [model[role].estimate for role in roles])[0, 1]
-    print(f"\ncorrelation across {len(roles)} roles between the GPT's and the corpus's log ratios: {r:.2f}")
+    if len(roles) >= 3:
+        r = numpy.corrcoef([counts[role][0] for role in roles], [model[role].estimate for role in roles])[0, 1]
+        print(f"\ncorrelation across {len(roles)} roles between the GPT's and the corpus's log ratios: {r:.2f}")
     png = plot(gaps, rates, roles, model, counts, os.path.join(args.out, "fairness.png"))
     print(f"wrote {png} ({time.perf_counter() - start:.0f} s of evaluation)")
     return 0
