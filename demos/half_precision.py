@@ -19,7 +19,7 @@ import sys
 import time
 
 import numpy
-from small_gpt import add_model_flags, load_or_train
+from small_gpt import add_model_flags, load_or_train, require_at_least
 
 from minillm import backend, no_grad
 from minillm.evaluate import evaluate_lm
@@ -37,10 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--gen-tokens", type=int, default=100, help="tokens generated per timing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (medians reported)")
     args = p.parse_args(argv)
-    for flag, value, low in (("--eval-chars", args.eval_chars, 2), ("--gen-tokens", args.gen_tokens, 1),
-                             ("--repeats", args.repeats, 1)):
-        if value < low:
-            p.error(f"{flag} must be at least {low}, got {value}")
+    require_at_least(p, args, {"--eval-chars": 2, "--gen-tokens": 1, "--repeats": 1})
     return p, args
 
 

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from small_gpt import add_model_flags, load_or_train
+from small_gpt import add_model_flags, load_or_train, require_at_least
 
 from minillm import backend
 from minillm.evaluate import evaluate_lm
@@ -35,10 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--discount", type=float, default=0.75, help="Kneser-Ney's absolute discount d")
     p.add_argument("--sample-tokens", type=int, default=200, help="length of each model's sample")
     args = p.parse_args(argv)
-    for flag, value, low in (("--max-order", args.max_order, 1), ("--eval-chars", args.eval_chars, 2),
-                             ("--sample-tokens", args.sample_tokens, 0)):
-        if value < low:
-            p.error(f"{flag} must be at least {low}, got {value}")
+    require_at_least(p, args, {"--max-order": 1, "--eval-chars": 2, "--sample-tokens": 0})
     if not args.k > 0:
         p.error(f"--k must be > 0, got {args.k}")
     if not 0 < args.discount <= 1:

@@ -2,6 +2,7 @@
 
     from small_gpt import add_model_flags, load_or_train
     add_model_flags(parser)                      # --ckpt, --train-iters, --seed
+    require_at_least(parser, args, {"--eval-chars": 2})
     gpt = load_or_train(args, parser)            # .model .tokenizer .text .train_ids .val_ids .source
 
 Without ``--ckpt`` a 3-layer char GPT (width 96, context 64, 349k parameters)
@@ -37,6 +38,14 @@ def add_model_flags(parser, train_iters=600):
     parser.add_argument("--train-iters", type=int, default=train_iters,
                         help="steps for the small GPT trained when --ckpt is not given")
     parser.add_argument("--seed", type=int, default=0, help="seeds training, bootstrap and samples")
+
+
+def require_at_least(parser, args, minimums):
+    """One-line flag errors (exit 2): ``minimums`` maps a flag ("--eval-chars") to its least value."""
+    for flag, low in minimums.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value < low:
+            parser.error(f"{flag} must be at least {low}, got {value}")
 
 
 def load_or_train(args, parser):
