@@ -21,11 +21,10 @@ import time
 import numpy
 from small_gpt import add_model_flags, load_or_train, require_at_least
 
-from minillm import backend, no_grad
+from minillm import GPT, GPTConfig, backend, no_grad
 from minillm.evaluate import evaluate_lm
 from minillm.half_precision import to_16bit
 from minillm.memory import parameter_bytes
-from minillm.model import GPT, GPTConfig
 
 
 def parse_args(argv=None):

@@ -14,9 +14,8 @@ Either way the corpus is split 90/10 as in ``train_shakespeare.py``, so
 import dataclasses
 import os
 
-from minillm import checkpoint
+from minillm import GPT, GPTConfig, checkpoint
 from minillm.finetune import load_pretrained
-from minillm.model import GPT, GPTConfig
 from minillm.text_data import load_corpus, split_ids
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig, Trainer
