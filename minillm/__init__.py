@@ -16,5 +16,6 @@ from minillm.models import GPT, GPTConfig
 from minillm import shapes, functional, nn, optim, kvcache, models, sampling, generation
 from minillm import tokenizers, corpus, batches, data, plotting, progress
 from minillm import checkpoint, distributed, train, lora, hf, finetune, evaluate, scaling
+from minillm import ngram, half_precision, memory, energy, filters, fairness
 
 __all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig"]

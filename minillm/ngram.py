@@ -121,8 +121,6 @@ class NGramLM:
     ``continuation[m]`` (m < n) to (next ids, N1+(. h w)).
     """
 
-    training = False
-
     def __init__(self, config):
         if not isinstance(config, NGramConfig):
             raise TypeError(f"NGramLM needs an NGramConfig, got {type(config).__name__}")
@@ -211,10 +209,6 @@ class NGramLM:
         return numpy.log(self.probabilities(context))
 
     # ------------------------------------------------------------ as a language model
-
-    def eval(self):
-        """For ``minillm.evaluate``: an n-gram model has no training mode."""
-        return self
 
     def __call__(self, idx):
         """Log-probabilities (B, T, V) for ids (B, T): position t predicts the token after idx[:, t].

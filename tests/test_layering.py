@@ -28,7 +28,8 @@ LAYERS = [  # lowest first; a module imports only from the layers before its own
     ("tokenizers", "corpus", "batches", "data", "plotting"),      # host-side text and figures
     ("checkpoint", "distributed"),                               # files; one process or many
     ("train", "lora", "hf"),                                      # hf: formats know models
-    ("finetune", "evaluate", "scaling"),
+    ("finetune", "evaluate", "scaling", "ngram", "half_precision"),
+    ("memory", "energy", "filters", "fairness"),                  # size, energy, fairness: read models
     ("cli",),                                                     # the demos' command-line layer
 ]
 LAYER = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
