@@ -8,8 +8,8 @@
         --n-layer 6 --n-head 6 --n-embd 384 --dropout 0.2 --iters 5000   # nanoGPT's GPU config
 
 It reads the text (``--data``, default: the corpus shipped with minillm),
-builds a character (or BPE) tokenizer, splits the ids 90/10 into training and
-validation, and trains a GPT with ``minillm.train.Trainer``: progress on
+builds a character (or BPE) tokenizer, splits the text 90/10 into training and
+validation (a BPE learns its merges from the training 90 % only), and trains a GPT with ``minillm.train.Trainer``: progress on
 stdout, train/val loss every ``--eval-every`` iterations, a checkpoint in
 ``--out/ckpt.npz`` (atomic, pickle-free). At the end it writes the loss curve
 ``--out/loss.png`` and prints a sample of generated text (also in
@@ -26,12 +26,14 @@ import os
 import sys
 import time
 
+import numpy
+
 from minillm import backend, checkpoint, cli, distributed
 from minillm.energy import EnergyMeter, transformer_training_flops
 from minillm.models import GPT, GPTConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
-from minillm.batches import split_ids
+from minillm.batches import split_text
 from minillm.corpus import load_corpus
 from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
@@ -77,10 +79,17 @@ def build_parser():
 
 
 def build_tokenizer(kind, text, vocab_size):
+    """Characters: the whole text's alphabet. BPE: merges learned from the training split only."""
     if kind == "char":
         return CharTokenizer.from_text(text)
-    print(f"training a BPE tokenizer with {vocab_size} ids ...", flush=True)
-    return BPETokenizer.train(text, vocab_size)
+    train_text, _ = split_text(text)
+    print(f"training a BPE tokenizer with {vocab_size} ids on the training split ...", flush=True)
+    return BPETokenizer.train(train_text, vocab_size)
+
+
+def encode_split(tokenizer, text):
+    """(train_ids, val_ids): the 90/10 character split, each part encoded on its own."""
+    return tuple(numpy.asarray(tokenizer.encode(part), dtype=numpy.int64) for part in split_text(text))
 
 
 def new_run(args, world):
@@ -88,7 +97,7 @@ def new_run(args, world):
     data = os.path.abspath(args.data) if args.data else None
     text = load_corpus(data)
     tokenizer = build_tokenizer(args.tokenizer, text, args.vocab_size)
-    train_ids, val_ids = split_ids(tokenizer.encode(text))
+    train_ids, val_ids = encode_split(tokenizer, text)
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                        n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
     train_config = TrainConfig(
@@ -111,7 +120,7 @@ def resumed_run(args, world):
     ckpt = checkpoint.load(path)
     tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
     data = args.data or ckpt.get("data")
-    train_ids, val_ids = split_ids(tokenizer.encode(load_corpus(data)))
+    train_ids, val_ids = encode_split(tokenizer, load_corpus(data))
     try:
         trainer = Trainer.from_checkpoint(ckpt, train_ids, val_ids, iters=args.iters, tokenizer=tokenizer,
                                           out_dir=args.out, extra={"data": data}, world=world)

@@ -38,6 +38,20 @@ def split_ids(ids, val_fraction=0.1):
     return ids[:n_train], ids[n_train:]
 
 
+def split_text(text, val_fraction=0.1):
+    """(train_text, val_text): the first 90 % of the characters and the last 10 %.
+
+    Cut the text, not the ids, when the tokenizer is itself learned from text
+    (BPE): learn it from ``train_text`` alone and encode the two parts
+    separately, so that nothing of the validation text shapes the vocabulary.
+    With one id per character this is the same cut as ``split_ids``.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_train = int(round(len(text) * (1.0 - val_fraction)))
+    return text[:n_train], text[n_train:]
+
+
 def get_batch(data_ids, batch_size, block_size, rng):
     """``batch_size`` random windows of ``data_ids``: int64 inputs and targets, each (B, T).
 

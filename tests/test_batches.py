@@ -56,3 +56,31 @@ def test_batches_are_reproducible_from_the_seed():
 def test_batch_from_too_short_data_is_a_clear_error():
     with pytest.raises(ValueError, match="has 5 tokens, fewer than block_size"):
         batches.get_batch(numpy.arange(5), 2, 8, numpy.random.default_rng(0))
+
+
+def test_split_text_is_split_ids_for_one_id_per_character():
+    text = "abcdefghij" * 7 + "xyz"
+    train_text, val_text = batches.split_text(text)
+    train_ids, val_ids = batches.split_ids([ord(c) for c in text])
+    assert train_text + val_text == text
+    assert [ord(c) for c in train_text] == train_ids.tolist()
+    assert [ord(c) for c in val_text] == val_ids.tolist()
+    with pytest.raises(ValueError, match="val_fraction"):
+        batches.split_text(text, val_fraction=1.0)
+
+
+def test_the_training_demo_learns_its_bpe_from_the_training_split_only():
+    """No merge may come from the validation text: there "zq" is the most frequent pair of all."""
+    import importlib.util, os
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "demos", "train_shakespeare.py")
+    spec = importlib.util.spec_from_file_location("train_shakespeare_demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    text = "to be or not " * 75 + "zqzq " * 20        # 900 + 100 characters: the last 10 % is all "zq"
+    train_text, val_text = batches.split_text(text)
+    assert "zq" not in train_text and "zqzq" in val_text
+    bpe = demo.build_tokenizer("bpe", text, vocab_size=256 + 10 + 1)
+    learned = [bpe.token_str(i) for i in range(256, 256 + len(bpe.merges))]
+    assert learned and not any("z" in token or "q" in token for token in learned), learned
+    train_ids, val_ids = demo.encode_split(bpe, text)
+    assert bpe.decode(train_ids.tolist()) == train_text and bpe.decode(val_ids.tolist()) == val_text
