@@ -5,7 +5,7 @@ the most frequent pair everywhere, repeat. Rescanning a 1 MB corpus for each of
 1,000 merges is slow, so we count smarter:
 
 1. Pre-tokenise (GPT-2's regex) and count each distinct chunk ("word") once:
-   Shakespeare's ~1.1 M characters are only ~25 k distinct words.
+   the shipped corpus's 1.04 M characters are 284,546 chunks, only 15,649 distinct.
 2. pair_count[(a, b)] = sum over words of (occurrences of (a, b) in the word)
    x (count of the word). Built once.
 3. where[(a, b)] = the words that contain (a, b). To apply a merge we visit
