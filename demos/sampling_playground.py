@@ -11,9 +11,10 @@ k or p sharpen the distribution, high temperature flattens it). Then print a
 few continuations under each setting, to show quality against diversity.
 
     python demos/sampling_playground.py --ckpt out/shakespeare/ckpt.npz --prompt "ROMEO:"
-    python demos/sampling_playground.py --out playground.png     # no checkpoint: random weights
+    python demos/sampling_playground.py --untrained --out docs/decoding_playground.png   # random weights
 
-Without ``--ckpt`` (and without out/shakespeare/ckpt.npz) the model is a small
+Without ``--ckpt`` it uses out/shakespeare/ckpt.npz when that exists; with
+``--untrained`` (or without either) the model is a small
 untrained GPT on the characters of the shipped corpus, its weights drawn with
 a large spread (--init-std) so that its distribution is not flat: the shapes
 are real, the text is noise. A checkpoint is read with
@@ -37,6 +38,8 @@ def build_parser():
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", type=cli.existing_file, default=None,
                    help=f"minillm checkpoint (default: {DEFAULT_CKPT} if it exists)")
+    p.add_argument("--untrained", action="store_true",
+                   help=f"the random-weight model even when {DEFAULT_CKPT} exists (the docs' figure)")
     p.add_argument("--prompt", default="ROMEO:\nBut soft, what light")
     p.add_argument("--out", default="sampling_playground.png", help="the PNG to write")
     p.add_argument("--low", type=cli.positive_float, default=0.5, help="the low temperature")
@@ -53,7 +56,9 @@ def build_parser():
 
 def load_model(args):
     """(model, tokenizer, description): from a checkpoint, or an untrained char-level GPT."""
-    path = args.ckpt or (DEFAULT_CKPT if os.path.exists(DEFAULT_CKPT) else None)
+    if args.untrained and args.ckpt:
+        raise ValueError("--untrained and --ckpt exclude each other: drop one")
+    path = None if args.untrained else args.ckpt or (DEFAULT_CKPT if os.path.exists(DEFAULT_CKPT) else None)
     if path is not None:
         from minillm import checkpoint
         from minillm.tokenizers import tokenizer_from_dict
