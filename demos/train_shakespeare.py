@@ -1,6 +1,6 @@
 """Pretrain a small GPT on Shakespeare, on a laptop CPU, in a few minutes.
 
-    python demos/train_shakespeare.py                    # the defaults: about 5 minutes on 2 cores
+    python demos/train_shakespeare.py                    # the defaults: about 3 minutes on 2 idle cores
     python demos/train_shakespeare.py --iters 200        # a quick look
     python demos/train_shakespeare.py --resume           # continue out/shakespeare/ckpt.npz
     mpiexec -n 2 python demos/train_shakespeare.py       # data parallel: 2 ranks, 6 of the 12 rows each
