@@ -22,23 +22,19 @@ the inference path that keeps keys and values between calls (under
 ``no_grad()``).
 """
 import dataclasses
-import json
 import math
-import numbers
 
 from minillm import backend
 from minillm import functional as F
-from minillm.autograd import Tensor, is_grad_enabled
 from minillm.backend import xp
+from minillm.models.config import ModelConfig, check_bools, check_dropout, check_dtype, check_positive_ints
+from minillm.models.decoder import DecoderLM
 from minillm.nn import Module, ModuleList, Linear, Embedding, LayerNorm, Dropout, MLP
 from minillm.nn.attention import MultiHeadAttention, split_fused_heads
-from minillm.shapes import shape_text
-
-DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass
-class GPTConfig:
+class GPTConfig(ModelConfig):
     """The shape of a GPT. Validated on creation; every error names the field.
 
     vocab_size  V   number of token ids
@@ -60,49 +56,16 @@ class GPTConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{field} must be an integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{field} must be positive, got {value}")
-            setattr(self, field, int(value))
+        check_positive_ints(self, ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
-            raise TypeError(f"dropout must be a number, got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        self.dropout = float(self.dropout)
-        if not isinstance(self.bias, bool):
-            raise TypeError(f"bias must be True or False, got {self.bias!r}")
-        if str(self.dtype) not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        self.dtype = str(self.dtype)
+        check_dropout(self)
+        check_bools(self, ("bias",))
+        check_dtype(self)
 
     @property
     def head_dim(self):
         return self.n_embd // self.n_head
-
-    def to_dict(self):
-        """A JSON-able dict of the fields."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        """The inverse of ``to_dict``; unknown or missing keys are errors naming them."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
-        unknown = sorted(set(data) - fields)
-        missing = sorted(required - set(data))
-        if unknown:
-            raise ValueError(f"GPTConfig.from_dict: unknown fields {unknown}; expected some of {sorted(fields)}")
-        if missing:
-            raise ValueError(f"GPTConfig.from_dict: missing fields {missing}")
-        return cls(**data)
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 class CausalSelfAttention(MultiHeadAttention):
@@ -141,7 +104,7 @@ class Block(Module):
         return x + self.mlp(self.ln_2(x))                                # (B, T, C)
 
 
-class GPT(Module):
+class GPT(DecoderLM):
     """GPT-2. ``GPT(config, seed=0)``: the seed fixes the initial weights and the dropout masks.
 
     Initialisation (GPT-2): every weight N(0, 0.02), the two residual
@@ -165,22 +128,6 @@ class GPT(Module):
         self.h = ModuleList(Block(config, i, rng, self.dropout_rng) for i in range(config.n_layer))
         self.ln_f = LayerNorm(C, bias=config.bias, dtype=dtype)
 
-    def _check_idx(self, idx, start):
-        """idx as a backend int array (B, T), or a clear error."""
-        if isinstance(idx, Tensor):
-            idx = idx.data
-        idx = xp.asarray(idx)
-        if idx.ndim != 2:
-            raise ValueError(f"idx must be a 2-D array (batch, time) of token ids, got shape {shape_text(idx.shape)}")
-        T = idx.shape[1]
-        if T == 0:
-            raise ValueError("idx has no tokens (sequence length 0)")
-        if start + T > self.config.block_size:
-            where = f" after {start} cached tokens" if start else ""
-            raise ValueError(f"sequence length {start + T}{where} exceeds block_size {self.config.block_size}")
-        F.check_token_ids(idx, self.config.vocab_size)
-        return idx
-
     def hidden_states(self, idx, cache=None):
         """The final hidden states ln_f(x) (B, T, C) for the token ids ``idx`` (B, T):
         the whole transformer without its output layer (used by ``forward`` and
@@ -189,12 +136,8 @@ class GPT(Module):
         With a ``cache`` (a ``KVCache``), ``idx`` holds only the new tokens: they
         sit at positions ``cache.position ...`` and attend to every cached one.
         """
-        start = 0
-        if cache is not None:
-            if is_grad_enabled():
-                raise RuntimeError("the KV-cache path is for inference: call the model under minillm.no_grad()")
-            start = cache.position
-        idx = self._check_idx(idx, start)
+        start = self.start(cache)
+        idx = self.check_idx(idx, start)
         T = idx.shape[1]
         positions = xp.arange(start, start + T)                         # (T,)
         x = self.drop(self.wte(idx) + self.wpe(positions))              # (B, T, C)
@@ -204,23 +147,9 @@ class GPT(Module):
             cache.advance(T)
         return self.ln_f(x)                                              # (B, T, C)
 
-    def forward(self, idx, targets=None, cache=None, last_only=False):
-        """Logits (B, T, V) for the token ids ``idx`` (B, T); with ``targets``, (logits, loss).
-
-        ``cache``: see ``hidden_states``. ``last_only=True`` (for generation)
-        returns only the last position's logits (B, 1, V): the output layer is
-        the largest matrix product for a big vocabulary, and decoding needs
-        just that row.
-        """
-        if last_only and targets is not None:
-            raise ValueError("last_only=True gives one position's logits; it cannot score targets")
-        x = self.hidden_states(idx, cache)                               # (B, T, C)
-        if last_only:
-            x = x[:, -1:, :]                                             # (B, 1, C)
-        logits = F.linear(x, self.wte.weight.T)                          # (B, T, V) lm_head = wte^T
-        if targets is None:
-            return logits
-        return logits, F.cross_entropy(logits, targets)
+    def output(self, x):
+        """The output layer: logits (B, T, V) = x (B, T, C) @ wte^T (lm_head tied to wte)."""
+        return F.linear(x, self.wte.weight.T)                            # (B, T, V)
 
     def num_parameters(self, non_embedding=False, trainable_only=False):
         """Parameter count; ``non_embedding`` leaves out the position table wpe (as nanoGPT;
@@ -229,17 +158,6 @@ class GPT(Module):
         if non_embedding and (self.wpe.weight.requires_grad or not trainable_only):
             n -= self.wpe.weight.size
         return n
-
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
-                 use_cache=True, stop=None, slide_keep=None):
-        """Continue ``idx`` (B, T) by ``max_new_tokens`` sampled tokens -> (B, T + new).
-
-        Thin hook: the decoding loop (and its documentation) is ``minillm.generation.generate``,
-        imported here because decoding is a layer above the model.
-        """
-        from minillm.generation import generate
-        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                         seed=seed, use_cache=use_cache, stop=stop, slide_keep=slide_keep)
 
     @classmethod
     def from_checkpoint(cls, path, seed=0):

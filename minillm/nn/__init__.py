@@ -4,12 +4,14 @@
     layers      Linear, Embedding, LayerNorm, RMSNorm, Dropout
     attention   MultiHeadAttention: heads, KV cache, grouped KV heads, mask options
     mlp         MLP: c_proj(act(c_fc(x)))
+    rotary      RotaryEmbedding: RoPE's cos/sin tables (with Llama 3's frequency remapping)
 """
 from minillm.nn.module import Module, Parameter, ModuleList, LoadResult, eval_mode
 from minillm.nn.layers import Linear, Embedding, LayerNorm, Dropout
 from minillm.nn.layers import RMSNorm
 from minillm.nn.attention import MultiHeadAttention, split_heads, split_fused_heads, merge_heads, repeat_kv_heads
 from minillm.nn.mlp import MLP
+from minillm.nn.rotary import RotaryEmbedding
 
 __all__ = [
     "Module", "Parameter", "ModuleList", "LoadResult", "eval_mode",
@@ -17,4 +19,5 @@ __all__ = [
     "MultiHeadAttention", "split_heads", "split_fused_heads", "merge_heads", "repeat_kv_heads",
     "MLP",
     "RMSNorm",
+    "RotaryEmbedding",
 ]

@@ -1,0 +1,84 @@
+"""What every decoder-only language model does around its own layers (GPT-2, Llama, Mixtral).
+
+A family writes two methods; ``DecoderLM`` supplies the rest:
+
+    hidden_states(idx, cache)    token ids (B, T) -> the final hidden states (B, T, C)
+    output(x)                    hidden states (B, T, C) -> logits (B, T, V): the lm_head
+
+    logits = model(idx)                          (B, T, V)
+    logits, loss = model(idx, targets)           teacher forcing: mean cross-entropy
+    model(idx, cache=cache, last_only=True)      inference: new tokens only, last logits (B, 1, V)
+    model.generate(idx, max_new_tokens, ...)     minillm.generation's loop
+
+The config must have ``vocab_size``, ``block_size`` (the longest sequence) and
+``n_layer`` (the KV cache holds one entry per layer).
+"""
+from minillm import functional as F
+from minillm.autograd import Tensor, is_grad_enabled
+from minillm.backend import xp
+from minillm.nn import Module
+from minillm.shapes import shape_text
+
+
+class DecoderLM(Module):
+    """The shared outer loop of a decoder-only model. Subclasses define ``hidden_states`` and ``output``."""
+
+    def hidden_states(self, idx, cache=None):
+        raise NotImplementedError(f"{type(self).__name__} must define hidden_states(idx, cache)")
+
+    def output(self, x):
+        raise NotImplementedError(f"{type(self).__name__} must define output(x) -> logits")
+
+    def start(self, cache):
+        """The position of the first new token: 0, or the number of cached tokens (inference only)."""
+        if cache is None:
+            return 0
+        if is_grad_enabled():
+            raise RuntimeError("the KV-cache path is for inference: call the model under minillm.no_grad()")
+        return cache.position
+
+    def check_idx(self, idx, start=0):
+        """idx as a backend int array (B, T) that fits after ``start`` tokens, or a clear error."""
+        if isinstance(idx, Tensor):
+            idx = idx.data
+        idx = xp.asarray(idx)
+        if idx.ndim != 2:
+            raise ValueError(f"idx must be a 2-D array (batch, time) of token ids, got shape {shape_text(idx.shape)}")
+        T = idx.shape[1]
+        if T == 0:
+            raise ValueError("idx has no tokens (sequence length 0)")
+        if start + T > self.config.block_size:
+            where = f" after {start} cached tokens" if start else ""
+            raise ValueError(f"sequence length {start + T}{where} exceeds block_size {self.config.block_size}")
+        F.check_token_ids(idx, self.config.vocab_size)
+        return idx
+
+    def forward(self, idx, targets=None, cache=None, last_only=False):
+        """Logits (B, T, V) for the token ids ``idx`` (B, T); with ``targets``, (logits, loss).
+
+        ``cache`` (a ``KVCache``): ``idx`` holds only the new tokens, which
+        attend to every cached one. ``last_only=True`` (for generation)
+        returns only the last position's logits (B, 1, V): the output layer is
+        the largest matrix product for a big vocabulary, and decoding needs
+        just that row.
+        """
+        if last_only and targets is not None:
+            raise ValueError("last_only=True gives one position's logits; it cannot score targets")
+        x = self.hidden_states(idx, cache)                               # (B, T, C)
+        if last_only:
+            x = x[:, -1:, :]                                             # (B, 1, C)
+        logits = self.output(x)                                          # (B, T, V)
+        if targets is None:
+            return logits
+        return logits, F.cross_entropy(logits, targets)
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
+                 use_cache=True, stop=None, slide_keep=None):
+        """Continue ``idx`` (B, T) by ``max_new_tokens`` sampled tokens -> (B, T + new).
+
+        Thin hook: the decoding loop (and its documentation) is ``minillm.generation.generate``,
+        imported here because decoding is a layer above the model.
+        """
+        from minillm.generation import generate
+        return generate(self, idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, use_cache=use_cache, stop=stop, slide_keep=slide_keep)
