@@ -5,12 +5,14 @@
     from minillm import Tensor, no_grad, gradcheck
     import minillm.functional as F
     from minillm import GPT, GPTConfig
+    from minillm import Llama, LlamaConfig
     minillm.optim.AdamW, minillm.hf.load, minillm.tokenizers.BPETokenizer, ...   # every public submodule
 """
 from minillm import backend
 from minillm.autograd import Tensor, Function, no_grad, is_grad_enabled
 from minillm.gradcheck import gradcheck
 from minillm.models import GPT, GPTConfig
+from minillm.models import Llama, LlamaConfig
 # The public submodules, so that ``import minillm`` is enough for ``minillm.optim.AdamW``
 # (as ``torch.optim`` after ``import torch``); listed in layer order (tests/test_layering.py).
 from minillm import shapes, functional, nn, optim, kvcache, models, sampling, generation
@@ -18,4 +20,5 @@ from minillm import tokenizers, corpus, batches, data, plotting, progress
 from minillm import checkpoint, distributed, train, lora, hf, finetune, evaluate, scaling
 from minillm import ngram, half_precision, memory, energy, filters, fairness
 
-__all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig"]
+__all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig",
+           "Llama", "LlamaConfig"]

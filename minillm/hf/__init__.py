@@ -5,6 +5,7 @@
 
     files       reading and writing the folder's files (no family knowledge)
     gpt2        the GPT-2 converter: config keys and tensor names
+    llama       the Llama converter (RoPE settings both spellings, Linear weights transposed)
 
 A converter is a module with ``MODEL_CLASS``, ``load(directory, dtype)`` and
 ``save(model, directory)``. Adding a family is a file ``hf/<family>.py`` and
@@ -17,6 +18,7 @@ from minillm.hf import files
 
 CONVERTERS = {  # config.json "model_type" -> the converter module
     "gpt2": "minillm.hf.gpt2",
+    "llama": "minillm.hf.llama",
 }
 
 

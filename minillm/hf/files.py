@@ -73,3 +73,18 @@ def write_folder(directory, config, tensors):
         f.write("\n")
     # transformers checks the "format" metadata before loading a safetensors file
     save_file(tensors, weights_path(directory), metadata={"format": "pt"})
+
+
+def check_tensors(state, shapes, path, what):
+    """Raise a ValueError naming ``path`` unless ``state`` has exactly the names of ``shapes``
+    ({name: shape}), each with its shape. ``what`` describes the model, e.g. "a GPT-2 with n_layer=2"."""
+    missing = [n for n in shapes if n not in state]
+    unexpected = [n for n in state if n not in shapes]
+    if missing or unexpected:
+        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
+                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
+        raise ValueError(f"{path} does not match {what}: " + "; ".join(parts))
+    for n, shape in shapes.items():
+        if tuple(state[n].shape) != tuple(shape):
+            raise ValueError(f"{path}: tensor {n} has shape {tuple(state[n].shape)}, expected {tuple(shape)} "
+                             f"from config.json")

@@ -166,16 +166,7 @@ def state_from_hf(tensors, config, path=files.WEIGHTS_NAME):
         else:
             state[short] = array
     shapes = expected_shapes(config)
-    missing = [n for n in shapes if n not in state]
-    unexpected = [n for n in state if n not in shapes]
-    if missing or unexpected:
-        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
-                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
-        raise ValueError(f"{path} does not match a GPT-2 with n_layer={config['n_layer']}: " + "; ".join(parts))
-    for n, shape in shapes.items():
-        if tuple(state[n].shape) != shape:
-            raise ValueError(f"{path}: tensor {n} has shape {tuple(state[n].shape)}, expected {shape} "
-                             f"from config.json")
+    files.check_tensors(state, shapes, path, f"a GPT-2 with n_layer={config['n_layer']}")
     if lm_head is not None and not np.array_equal(lm_head, state["wte.weight"]):
         raise ValueError(f"{path}: lm_head.weight differs from wte.weight; minillm's GPT-2 ties them")
     return {n: state[n] for n in shapes}  # minillm's parameter order
