@@ -5,6 +5,8 @@
 - ``CharTokenizer``: one id per character (``char.py``).
 - ``BPETokenizer``: byte-level byte-pair encoding as in GPT-2 (``bpe.py``),
   trained with ``bpe_train.py`` or read from GPT-2's ``vocab.json`` / ``merges.txt``.
+- ``HFBPETokenizer``: the byte-level BPE of a Hugging Face ``tokenizer.json``
+  (``tokenizer_json.py``; Llama 3, SmolLM, Qwen2), registered as the folder reader for "BPE".
 
 ``load(directory)`` (``folder.py``) reads the tokenizer of a Hugging Face model
 folder: ``tokenizer.json``, ``vocab.json`` + ``merges.txt``, or ``vocab.txt``.
@@ -17,10 +19,13 @@ Every tokenizer has ``encode(str) -> list[int]``, ``decode(ids) -> str``,
 from minillm.tokenizers.bpe import BPETokenizer
 from minillm.tokenizers.char import CharTokenizer
 from minillm.tokenizers.folder import load
+from minillm.tokenizers.tokenizer_json import HFBPETokenizer
 
-__all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "load"]
+__all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "load",
+           "HFBPETokenizer"]
 
 _TYPES = {"char": CharTokenizer, "bpe": BPETokenizer}
+_TYPES["tokenizer_json"] = HFBPETokenizer
 
 
 def tokenizer_from_dict(d):

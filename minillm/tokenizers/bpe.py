@@ -162,16 +162,19 @@ class BPETokenizer:
             ids = merge_pair(ids, a, b, ranks[best][1])  # every (a, b), left to right, no overlaps
         return tuple(ids)
 
+    def encode_chunk(self, chunk):
+        """One pre-tokenised chunk (str) -> tuple of ids, remembered for the next time it comes."""
+        ids = self._cache.get(chunk)
+        if ids is None:
+            ids = self._bpe(chunk)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[chunk] = ids
+        return ids
+
     def _encode_ordinary(self, text, out):
-        cache = self._cache
         for chunk in self._split.findall(text):
-            ids = cache.get(chunk)
-            if ids is None:
-                ids = self._bpe(chunk)
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[chunk] = ids
-            out.extend(ids)
+            out.extend(self.encode_chunk(chunk))
 
     def encode(self, text, special=True):
         """str -> list[int]. With ``special=False`` special tokens are plain text."""
