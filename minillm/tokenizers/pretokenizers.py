@@ -47,6 +47,15 @@ def byte_level(chunks, add_prefix_space, use_regex):
     return split_isolated(chunks, regex.compile(GPT2_SPLIT_PATTERN)) if use_regex else chunks
 
 
+def chain(steps):
+    """A Sequence: the function that runs ``steps`` one after the other."""
+    def run(value):
+        for step in steps:
+            value = step(value)
+        return value
+    return run
+
+
 def _pattern(spec, where):
     """A Split's {"Regex": ...} or {"String": ...} as a compiled regex."""
     if "Regex" in spec:
@@ -62,13 +71,7 @@ def pre_tokenizer(spec, where="pre_tokenizer"):
         return lambda chunks: chunks
     kind = spec.get("type")
     if kind == "Sequence":
-        steps = [pre_tokenizer(step, where) for step in spec["pretokenizers"]]
-
-        def run(chunks):
-            for step in steps:
-                chunks = step(chunks)
-            return chunks
-        return run
+        return chain([pre_tokenizer(step, where) for step in spec["pretokenizers"]])
     if kind == "Split":
         if spec.get("behavior") != "Isolated" or spec.get("invert", False):
             raise ValueError(f"{where}: Split with behavior {spec.get('behavior')!r} and invert "
@@ -91,13 +94,7 @@ def normalizer(spec, where="normalizer"):
         return lambda text: text
     kind = spec.get("type")
     if kind == "Sequence":
-        steps = [normalizer(step, where) for step in spec["normalizers"]]
-
-        def run(text):
-            for step in steps:
-                text = step(text)
-            return text
-        return run
+        return chain([normalizer(step, where) for step in spec["normalizers"]])
     if kind in UNICODE_FORMS:
         return lambda text: unicodedata.normalize(kind, text)
     raise ValueError(f"{where}: normalizer type {kind!r} is not supported; minillm reads none, "

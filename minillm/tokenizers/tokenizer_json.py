@@ -91,30 +91,25 @@ class HFBPETokenizer:
                     raise ValueError(f"{where}: added token {token['content']!r} has {flag} = true; "
                                      f"not supported")
             self.added_tokens[token["content"]] = token["id"]
-        regular = sorted((i, s) for s, i in model["vocab"].items() if s not in self.added_tokens)
-        vocab = []
-        for i, spelling in regular:
-            token = str_to_token(spelling)
-            if token is None:
+        ids = {s: i for s, i in model["vocab"].items() if s not in self.added_tokens}   # the regular tokens
+        vocab = [None] * (max(ids.values(), default=-1) + 1)            # None: an added token's id
+        for spelling, i in ids.items():
+            vocab[i] = str_to_token(spelling)
+            if vocab[i] is None:
                 raise ValueError(f"{where}: vocab token {spelling!r} (id {i}) is not in the byte-level alphabet")
-            vocab.append(token)
-        self.ids = [i for i, _ in regular]                               # compact id -> the file's id
-        compact = {s: k for k, (_, s) in enumerate(regular)}
         merges = []
         for rank, merge in enumerate(model.get("merges", [])):
             a, b = _merge_pair(merge, rank, where)
-            if a not in compact or b not in compact:
+            if a not in ids or b not in ids:
                 raise ValueError(f"{where}: merge {rank} ({a!r} {b!r}) uses a token not in the vocab")
-            merges.append((compact[a], compact[b]))
+            merges.append((ids[a], ids[b]))
         try:
-            self.bpe = BPETokenizer(vocab, merges)
+            self.bpe = BPETokenizer(vocab, merges, self.added_tokens)    # the file's own ids
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
-        self.whole_tokens = ({token: self.ids[k] for k, token in enumerate(vocab)}
+        self.whole_tokens = ({token: i for i, token in enumerate(vocab) if token is not None}
                              if model.get("ignore_merges") else None)
-        self.token_bytes = {self.ids[k]: token for k, token in enumerate(vocab)}
-        self.token_bytes.update({i: s.encode("utf-8") for s, i in self.added_tokens.items()})
-        self.vocab_size = max(self.token_bytes) + 1
+        self.vocab_size = self.bpe.vocab_size
         self._added_split = special_splitter(self.added_tokens)
 
     def __repr__(self):
@@ -132,7 +127,7 @@ class HFBPETokenizer:
             if whole is not None:
                 out.append(whole)
             else:
-                out.extend(self.ids[k] for k in self.bpe.encode_chunk(chunk))
+                out.extend(self.bpe.encode_chunk(chunk))
 
     def encode(self, text, add_special_tokens=False):
         """str -> list[int]: added tokens whole, the rest byte-level BPE; with
@@ -148,21 +143,9 @@ class HFBPETokenizer:
                 self._encode_text(piece, out)
         return out + (list(self.suffix) if add_special_tokens else [])
 
-    def decode_bytes(self, ids):
-        """ids -> the bytes they stand for (an added token: its text's UTF-8)."""
-        parts = []
-        for i in (ids.tolist() if hasattr(ids, "tolist") else ids):
-            if isinstance(i, bool) or not hasattr(i, "__index__"):
-                raise TypeError(f"token ids must be integers, got {type(i).__name__}")
-            token = self.token_bytes.get(int(i))
-            if token is None:
-                raise ValueError(f"token id {int(i)} is not in the vocabulary (size {self.vocab_size})")
-            parts.append(token)
-        return b"".join(parts)
-
     def decode(self, ids):
-        """ids -> str (bytes that are not valid UTF-8 become U+FFFD)."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        """ids -> str: the tokens' bytes joined (an added token: its text), invalid UTF-8 as U+FFFD."""
+        return self.bpe.decode(ids)
 
     # --- serialisation: the tokenizer.json content itself ----------------------------
 
