@@ -3,6 +3,7 @@
     python demos/train_shakespeare.py                    # the defaults: about 3 minutes on 2 idle cores
     python demos/train_shakespeare.py --iters 200        # a quick look
     python demos/train_shakespeare.py --resume           # continue out/shakespeare/ckpt.npz
+    python demos/train_shakespeare.py --arch llama       # a Llama (RoPE, RMSNorm, SwiGLU) instead of GPT-2
     mpiexec -n 2 python demos/train_shakespeare.py       # data parallel: 2 ranks, 6 of the 12 rows each
     MINILLM_BACKEND=cupy python demos/train_shakespeare.py --block-size 256 --batch-size 64 \\
         --n-layer 6 --n-head 6 --n-embd 384 --dropout 0.2 --iters 5000   # nanoGPT's GPU config
@@ -30,7 +31,8 @@ import numpy
 
 from minillm import backend, checkpoint, cli, distributed
 from minillm.energy import EnergyMeter, transformer_training_flops
-from minillm.models import GPT, GPTConfig
+from minillm.memory import kv_cache_bytes_per_token
+from minillm.models import GPT, GPTConfig, Llama, LlamaConfig
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
 from minillm.batches import split_text
@@ -39,6 +41,7 @@ from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
 
 DEFAULT_ITERS = 2000
+ARCHS = {"gpt2": GPT, "llama": Llama}   # --arch -> model class; checkpoints record which
 
 
 def build_parser():
@@ -63,6 +66,10 @@ def build_parser():
     p.add_argument("--n-layer", type=cli.positive_int, default=4)
     p.add_argument("--n-head", type=cli.positive_int, default=4)
     p.add_argument("--n-embd", type=cli.positive_int, default=128)
+    p.add_argument("--arch", choices=sorted(ARCHS), default="gpt2",
+                   help="gpt2: learned positions, LayerNorm, GELU; llama: RoPE, RMSNorm, SwiGLU (8C/3 wide)")
+    p.add_argument("--n-kv-head", type=cli.positive_int, default=None,
+                   help="key/value heads for --arch llama (default: --n-head; fewer is grouped-query attention)")
     p.add_argument("--dropout", type=cli.dropout_rate, default=0.0)
     p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="peak learning rate")
     p.add_argument("--min-lr", type=cli.non_negative_float, default=1e-4,
@@ -92,23 +99,32 @@ def encode_split(tokenizer, text):
     return tuple(numpy.asarray(tokenizer.encode(part), dtype=numpy.int64) for part in split_text(text))
 
 
+def build_model(args, vocab_size):
+    """The model the flags describe: GPT-2 or Llama of the same depth, width and heads."""
+    shape = dict(vocab_size=vocab_size, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
+                 n_embd=args.n_embd, dropout=args.dropout)
+    if args.arch == "llama":
+        return Llama(LlamaConfig(**shape, n_kv_head=args.n_kv_head), seed=args.seed)
+    if args.n_kv_head is not None:
+        raise ValueError("--n-kv-head needs --arch llama (GPT-2 has as many key/value heads as heads)")
+    return GPT(GPTConfig(**shape), seed=args.seed)
+
+
 def new_run(args, world):
     """A fresh tokenizer, model and trainer from the flags."""
     data = os.path.abspath(args.data) if args.data else None
     text = load_corpus(data)
     tokenizer = build_tokenizer(args.tokenizer, text, args.vocab_size)
     train_ids, val_ids = encode_split(tokenizer, text)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-                       n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
     train_config = TrainConfig(
         iters=DEFAULT_ITERS if args.iters is None else args.iters, batch_size=args.batch_size, lr=args.lr,
         min_lr=args.min_lr,
         warmup_iters=args.warmup_iters, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         eval_every=args.eval_every, eval_iters=args.eval_iters, checkpoint_every=args.checkpoint_every,
         seed=args.seed)
-    model = GPT(config, seed=args.seed)
+    model = build_model(args, tokenizer.vocab_size)
     return Trainer(model, train_ids, val_ids, train_config, tokenizer=tokenizer, out_dir=args.out,
-                   extra={"data": data}, world=world), tokenizer
+                   extra={"data": data, "arch": args.arch}, world=world), tokenizer
 
 
 def resumed_run(args, world):
@@ -122,8 +138,10 @@ def resumed_run(args, world):
     data = args.data or ckpt.get("data")
     train_ids, val_ids = encode_split(tokenizer, load_corpus(data))
     try:
+        arch = ckpt.get("arch", "gpt2")
         trainer = Trainer.from_checkpoint(ckpt, train_ids, val_ids, iters=args.iters, tokenizer=tokenizer,
-                                          out_dir=args.out, extra={"data": data}, world=world)
+                                          out_dir=args.out, extra={"data": data, "arch": arch}, world=world,
+                                          model_class=ARCHS[arch])
     except ValueError as error:                  # e.g. its batch size does not split over these ranks
         raise ValueError(f"--resume: {error}") from None
     print(f"resuming {path} at iteration {trainer.step} of {trainer.config.iters} "
@@ -150,8 +168,10 @@ def train(args):
     if world.rank == 0 and trainer.config.warmup_iters >= trainer.config.decay_iters:
         cli.warn(f"--iters {trainer.config.iters} is not above --warmup-iters {trainer.config.warmup_iters}: "
                  "the learning rate warms up for the whole run and never decays")
-    print(f"backend {backend.name} | {model.num_parameters():,} parameters | vocabulary {cfg.vocab_size} | "
+    arch = trainer.extra["arch"]
+    print(f"backend {backend.name} | {arch} | {model.num_parameters():,} parameters | vocabulary {cfg.vocab_size} | "
           f"layers {cfg.n_layer}, heads {cfg.n_head}, width {cfg.n_embd}, context {cfg.block_size} | "
+          f"KV cache {kv_cache_bytes_per_token(cfg, 'float32'):,} bytes/token | "
           f"{len(trainer.train_ids):,} training tokens, {len(trainer.val_ids):,} validation tokens"
           + (f" | {world.size} ranks ({world.name}), {trainer.config.batch_size // world.size} rows each"
              if world.size > 1 else ""), flush=True)
@@ -164,13 +184,14 @@ def train(args):
         return 130
     if world.rank != 0:
         return 0                                 # rank 0 alone plots, samples and writes --out
-    elapsed = format_duration(time.perf_counter() - start)
+    seconds = time.perf_counter() - start
     step, train_loss, val_loss = history["evals"][-1]
     curve = plot_loss_curve(history, os.path.join(args.out, "loss.png"),
-                            title=f"GPT {cfg.n_layer}x{cfg.n_embd} on Shakespeare ({cfg.vocab_size} tokens)")
-    print(f"done: {step} iterations, final train loss {train_loss:.4f}, val loss {val_loss:.4f} "
-          f"({elapsed} this session); checkpoint {trainer.ckpt_path}, loss curve {curve}")
+                            title=f"{arch} {cfg.n_layer}x{cfg.n_embd} on Shakespeare ({cfg.vocab_size} tokens)")
     tokens = (trainer.step - first_step) * trainer.config.batch_size * cfg.block_size
+    print(f"done: {step} iterations, final train loss {train_loss:.4f}, val loss {val_loss:.4f} "
+          f"({format_duration(seconds)} this session, {tokens / seconds:,.0f} tokens/s); "
+          f"checkpoint {trainer.ckpt_path}, loss curve {curve}")
     flops = transformer_training_flops(model.num_parameters(non_embedding=True), tokens,
                                        cfg.n_layer, cfg.block_size, cfg.n_embd)
     print(f"{meter.report(flops)} (training steps only, evaluations not counted"

@@ -106,7 +106,8 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
     if slide_keep is None:
         slide_keep = max(1, block_size // 2)
     rng = backend.host_rng(seed)
-    cache = KVCache(config.n_layer, capacity=block_size) if use_cache else None
+    capacity = min(block_size, idx.shape[1] + max_new_tokens)  # not block_size: Llama 3's is 131072
+    cache = KVCache(config.n_layer, capacity=capacity) if use_cache else None
     length = idx.shape[1]
     start = max(0, length - block_size)                      # a long prompt keeps its last block_size
     refill = True                                            # the cache must be (re)filled from `start`

@@ -75,8 +75,8 @@ def _field(config, key, default=None):
 def kv_cache_bytes_per_token(config, dtype="float16"):
     """2 * n_layer * n_kv_head * head_dim * bytes: the keys and values one token adds to the cache.
 
-    ``config`` is a GPTConfig or a dict with n_layer, n_head, n_embd and optionally
-    n_kv_head (grouped-query attention; default n_head).
+    ``config`` is a GPTConfig, a LlamaConfig or a dict with n_layer, n_head, n_embd and
+    optionally n_kv_head (grouped-query attention; default n_head) and head_dim.
 
     >>> kv_cache_bytes_per_token(REFERENCE_MODELS["Llama-2-7B"]) / MB
     0.524288
@@ -86,7 +86,8 @@ def kv_cache_bytes_per_token(config, dtype="float16"):
     if n_embd % n_head or n_head % n_kv_head:
         raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head}), "
                          f"and n_head by n_kv_head ({n_kv_head})")
-    return 2 * n_layer * n_kv_head * (n_embd // n_head) * bytes_per_number(dtype)
+    head_dim = _field(config, "head_dim", n_embd // n_head)     # a LlamaConfig may set its own
+    return 2 * n_layer * n_kv_head * head_dim * bytes_per_number(dtype)
 
 
 def inference_table(models=None, dtype="float16"):

@@ -180,3 +180,16 @@ def test_greedy_generation_equals_transformers_generate(tmp_path):
         got = backend.to_numpy(model.generate(prompt, 24, temperature=0, use_cache=use_cache))
         numpy.testing.assert_array_equal(got, expected)
     assert len(set(expected[0, 5:].tolist())) > 3                 # not a degenerate repeat of one token
+
+
+def test_bfloat16_checkpoint_loads_exactly(tmp_path):
+    """Recent checkpoints store bfloat16, which NumPy lacks: the reader widens it to float32 exactly."""
+    reference = hf_model(tie_word_embeddings=True).to(torch.bfloat16)
+    reference.save_pretrained(tmp_path)
+    model = minillm.hf.load(tmp_path)
+    for name, p in reference.named_parameters():
+        expected = as_hf_layout(name, p.detach().float().numpy())
+        numpy.testing.assert_array_equal(backend.to_numpy(dict(model.named_parameters())[name].data), expected)
+    idx = ids((1, 9), seed=10)
+    expected = torch_logits(reference.float(), idx)
+    assert numpy.abs(minillm_logits(model, idx) - expected).max() < 2e-5 * numpy.abs(expected).max()

@@ -1,7 +1,8 @@
 """The files of a Hugging Face model folder, for every family.
 
     config.json                      the architecture (a JSON object; "model_type" names the family)
-    model.safetensors                every tensor, by name (safetensors: no pickle, no code)
+    model.safetensors                every tensor, by name (safetensors: no pickle, no code);
+                                     bfloat16 tensors are read as float32 (exactly)
     model.safetensors.index.json     for a large model: which shard file holds which tensor
 
 This module reads and writes those files as plain dicts of NumPy arrays and
@@ -11,11 +12,15 @@ turns them into a model and back.
 import json
 import os
 
+import numpy as np
+
 from minillm.tokenizers.gpt2_files import read_json_object
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 SHARD_INDEX_NAME = "model.safetensors.index.json"
+SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
+                      "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
 
 def read_config(directory):
@@ -33,8 +38,48 @@ def weights_path(directory):
     return os.path.join(os.fspath(directory), WEIGHTS_NAME)
 
 
+def _header(path):
+    """A safetensors file's JSON header: {name: {"dtype", "shape", "data_offsets"}, ...}, or None."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            return json.loads(f.read(size)), 8 + size
+    except (OSError, ValueError, MemoryError, OverflowError):
+        return None, 0
+
+
+def bfloat16_to_float32(raw):
+    """bfloat16 is the top half of a float32 (sign, 8 exponent bits, 7 mantissa bits): put the
+    16 bits back on top of 16 zero bits. Exact; NumPy has no bfloat16 of its own."""
+    return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def _load_with_bfloat16(path, header, offset):
+    """Read a safetensors file whose tensors include bfloat16 (most recent checkpoints) as float32.
+
+    The format is 8 bytes (the header's length), the JSON header, then each
+    tensor's raw little-endian bytes at its ``data_offsets``."""
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, stop = info["data_offsets"]
+        if info["dtype"] == "BF16":
+            array = bfloat16_to_float32(data[start:stop])
+        elif info["dtype"] in SAFETENSORS_DTYPES:
+            array = data[start:stop].view(SAFETENSORS_DTYPES[info["dtype"]]).copy()
+        else:
+            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']}, which minillm does not read")
+        tensors[name] = array.reshape(info["shape"])
+    return tensors
+
+
 def _load_safetensors(path):
     from safetensors.numpy import load_file
+    header, offset = _header(path)
+    if header is not None and any(isinstance(v, dict) and v.get("dtype") == "BF16" for v in header.values()):
+        return _load_with_bfloat16(path, header, offset)
     try:
         return load_file(path)
     except Exception as e:  # the Rust library raises its own SafetensorError type

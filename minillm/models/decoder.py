@@ -11,7 +11,8 @@ A family writes two methods; ``DecoderLM`` supplies the rest:
     model.generate(idx, max_new_tokens, ...)     minillm.generation's loop
 
 The config must have ``vocab_size``, ``block_size`` (the longest sequence) and
-``n_layer`` (the KV cache holds one entry per layer).
+``n_layer`` (the KV cache holds one entry per layer); ``config_class`` names
+its dataclass, so that ``from_checkpoint`` can rebuild it.
 """
 from minillm import functional as F
 from minillm.autograd import Tensor, is_grad_enabled
@@ -71,6 +72,17 @@ class DecoderLM(Module):
         if targets is None:
             return logits
         return logits, F.cross_entropy(logits, targets)
+
+    @classmethod
+    def from_checkpoint(cls, path, seed=0):
+        """A model with the config and weights of a training checkpoint: the file
+        ``checkpoint.save`` wrote, or the dict ``checkpoint.load`` returned.
+        ``seed`` seeds the dropout stream (a resumed run restores its state)."""
+        from minillm import checkpoint   # a layer above the model: imported when used
+        ckpt = path if isinstance(path, dict) else checkpoint.load(path)
+        model = cls(cls.config_class.from_dict(ckpt["config"]), seed=seed)
+        model.load_state_dict(ckpt["model"])
+        return model
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
                  use_cache=True, stop=None, slide_keep=None):

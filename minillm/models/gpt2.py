@@ -114,6 +114,8 @@ class GPT(DecoderLM):
     both backends start from the same numbers.
     """
 
+    config_class = GPTConfig
+
     def __init__(self, config, seed=0):
         super().__init__()
         if not isinstance(config, GPTConfig):
@@ -158,17 +160,6 @@ class GPT(DecoderLM):
         if non_embedding and (self.wpe.weight.requires_grad or not trainable_only):
             n -= self.wpe.weight.size
         return n
-
-    @classmethod
-    def from_checkpoint(cls, path, seed=0):
-        """A GPT with the config and weights of a training checkpoint: the file
-        ``checkpoint.save`` wrote, or the dict ``checkpoint.load`` returned.
-        ``seed`` seeds the dropout stream (a resumed run restores its state)."""
-        from minillm import checkpoint   # a layer above the model: imported when used
-        ckpt = path if isinstance(path, dict) else checkpoint.load(path)
-        model = cls(GPTConfig.from_dict(ckpt["config"]), seed=seed)
-        model.load_state_dict(ckpt["model"])
-        return model
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):

@@ -274,6 +274,15 @@ class Llama(DecoderLM):
             return F.linear(x, self.model.embed_tokens.weight.T)         # (B, T, V)
         return self.lm_head(x)                                           # (B, T, V)
 
+    def num_parameters(self, non_embedding=False, trainable_only=False):
+        """Parameter count; ``non_embedding`` leaves out embed_tokens when it is only a lookup
+        table (untied), i.e. counts the parameters that take part in matrix products."""
+        n = super().num_parameters(trainable_only)
+        table = self.model.embed_tokens.weight
+        if non_embedding and not self.config.tie_word_embeddings and (table.requires_grad or not trainable_only):
+            n -= table.size
+        return n
+
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):
         """A Llama from a Hugging Face folder (config.json + model.safetensors), via ``minillm.hf``."""
