@@ -11,8 +11,8 @@
     model.safetensors           the weights (or model-0000x-of-0000n.safetensors + the index)
     tokenizer.json              the tokenizer (GPT-2 folders: vocab.json + merges.txt instead)
 
-e.g. the hub repository ``HuggingFaceTB/SmolLM-135M`` (those three files, about
-540 MB). The model comes from ``minillm.hf.load``, the tokenizer from
+e.g. the hub repository ``HuggingFaceTB/SmolLM-135M`` (those three files). The
+model comes from ``minillm.hf.load``, the tokenizer from
 ``minillm.tokenizers.load``; the prompt gets the tokenizer's own special tokens
 (Llama 3's <|begin_of_text|>); generation stops at config.json's
 ``eos_token_id``. Tokens are printed as they come, then the speed: the prefill

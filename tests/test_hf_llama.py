@@ -193,3 +193,33 @@ def test_bfloat16_checkpoint_loads_exactly(tmp_path):
     idx = ids((1, 9), seed=10)
     expected = torch_logits(reference.float(), idx)
     assert numpy.abs(minillm_logits(model, idx) - expected).max() < 2e-5 * numpy.abs(expected).max()
+
+
+def test_qwen2_both_ways(tmp_path):
+    """Qwen2 is a Llama with biases on q/k/v_proj (not o_proj): qkv_bias; random biases so they count."""
+    torch.manual_seed(11)
+    config = transformers.Qwen2Config(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                      tie_word_embeddings=True, rope_parameters={"rope_type": "default",
+                                                                                 "rope_theta": 1000.0})
+    reference = transformers.Qwen2ForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.5)
+    reference.save_pretrained(tmp_path / "theirs")
+    model = minillm.hf.load(tmp_path / "theirs")
+    assert model.config.qkv_bias and not model.config.attention_bias
+    assert model.model.layers[0].self_attn.o_proj.bias is None
+    idx = ids((2, 10), seed=12)
+    expected = torch_logits(reference, idx)
+    assert numpy.abs(minillm_logits(model, idx) - expected).max() < 2e-5 * numpy.abs(expected).max()
+
+    for name, p in model.named_parameters():                    # and back: minillm writes model_type qwen2
+        if name.endswith("bias"):
+            p.data[...] = backend.asarray(numpy.random.default_rng(13).normal(0, 0.5, p.shape))
+    model.save_pretrained(tmp_path / "ours")
+    again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    assert type(again).__name__ == "Qwen2ForCausalLM"
+    expected = torch_logits(again, idx)
+    assert numpy.abs(minillm_logits(model, idx) - expected).max() < 2e-5 * numpy.abs(expected).max()

@@ -19,6 +19,7 @@ from minillm.hf import files
 CONVERTERS = {  # config.json "model_type" -> the converter module
     "gpt2": "minillm.hf.gpt2",
     "llama": "minillm.hf.llama",
+    "qwen2": "minillm.hf.llama",     # a Llama with q/k/v biases
 }
 
 

@@ -20,6 +20,10 @@ and ``"rope_scaling"``. Both are read; ``save`` writes the first. The RoPE
 types minillm computes are plain (``"default"``) and ``"llama3"``; any other
 (``"linear"``, ``"dynamic"``, ``"yarn"``, ...) is an error naming it, as are an
 activation other than SiLU and a partial rotary factor.
+
+Qwen2 (``model_type: qwen2``, ``Qwen2ForCausalLM``) is this architecture with
+biases on q/k/v_proj (``qkv_bias``): the same converter reads and writes it;
+its sliding-window attention, off in the released models, is an error if on.
 """
 import numpy as np
 
@@ -29,6 +33,7 @@ from minillm.models.llama import Llama, LlamaConfig
 
 MODEL_CLASS = Llama
 MODEL_TYPE = "llama"
+QWEN2 = "qwen2"                      # Llama with biases on q/k/v_proj
 SKIPPED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 _FIELDS = (  # (minillm LlamaConfig field, config.json key, default when the key is absent; None: required)
@@ -77,8 +82,12 @@ def config_from_hf(hf, path=files.CONFIG_NAME, model_type=MODEL_TYPE):
     """config.json dict -> ``LlamaConfig`` keyword arguments, or a ValueError naming the key.
 
     ``model_type``: the family this file must describe (a family built on Llama passes its own)."""
-    if hf.get("model_type") != model_type:
+    expected = (model_type, QWEN2) if model_type == MODEL_TYPE else (model_type,)
+    if hf.get("model_type") not in expected:
         raise ValueError(f"{path} describes model_type {hf.get('model_type')!r}; expected {model_type!r}")
+    if hf.get("use_sliding_window"):
+        raise ValueError(f"{path}: use_sliding_window = true is not supported; minillm attends to every "
+                         f"earlier token")
     missing = [key for _, key, default in _FIELDS if default is None and key not in hf]
     if missing:
         raise ValueError(f"{path} is missing the key(s) {missing}")
@@ -88,6 +97,8 @@ def config_from_hf(hf, path=files.CONFIG_NAME, model_type=MODEL_TYPE):
     config = {field: hf[key] for field, key, _ in _FIELDS if hf.get(key) is not None}
     config["rope_theta"], config["rope_scaling"] = rope_from_hf(hf, path)
     config["dropout"] = float(config.get("dropout", 0.0))
+    if hf["model_type"] == QWEN2:
+        config["qkv_bias"] = True
     return config
 
 
@@ -105,6 +116,11 @@ def config_to_hf(config, model_type=MODEL_TYPE, architecture="LlamaForCausalLM")
     if config.rope_scaling is not None:
         rope.update(config.rope_scaling)
     hf = {key: getattr(config, field) for field, key, _ in _FIELDS}
+    if config.qkv_bias:
+        if config.attention_bias or model_type != MODEL_TYPE:
+            raise ValueError("qkv_bias (Qwen2) goes with attention_bias = False in a plain Llama")
+        model_type, architecture = QWEN2, "Qwen2ForCausalLM"
+        hf["use_sliding_window"] = False
     hf.update({
         "architectures": [architecture],
         "model_type": model_type,

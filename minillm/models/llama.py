@@ -12,7 +12,7 @@ What changed since GPT-2, each a few lines below:
                v = v_proj(x)                            k, v with n_kv_head <= n_head heads (GQA)
                o_proj(softmax(q k^T / sqrt(D) + causal) v)
     mlp:       down_proj(silu(gate_proj(x)) * up_proj(x))   SwiGLU: a gated MLP
-    no biases (``attention_bias`` / ``mlp_bias`` switch them on for the variants that have them)
+    no biases (``attention_bias`` / ``mlp_bias`` / Qwen2's ``qkv_bias`` switch them on where a variant has them)
 
 Names are Hugging Face's ``LlamaForCausalLM``: ``model.embed_tokens``,
 ``model.layers.{i}.input_layernorm``, ``model.layers.{i}.self_attn.q_proj`` /
@@ -89,6 +89,7 @@ class LlamaConfig(ModelConfig):
     norm_eps                  RMSNorm's epsilon (rms_norm_eps)
     tie_word_embeddings       lm_head is embed_tokens^T (SmolLM, Llama 3.2) or its own matrix
     attention_bias            biases on q/k/v/o_proj;  mlp_bias: on gate/up/down_proj
+    qkv_bias                  biases on q/k/v_proj only (Qwen2)
     dropout                   on the attention weights in training (attention_dropout)
     dtype                     "float32" or "float64" (gradient checks)
     """
@@ -106,6 +107,7 @@ class LlamaConfig(ModelConfig):
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     mlp_bias: bool = False
+    qkv_bias: bool = False
     dropout: float = 0.0
     dtype: str = "float32"
 
@@ -127,7 +129,7 @@ class LlamaConfig(ModelConfig):
             raise ValueError(f"head_dim ({self.head_dim}) must be even: RoPE rotates pairs of channels")
         check_positive_numbers(self, ("rope_theta", "norm_eps"))
         self.rope_scaling = check_rope_scaling(self.rope_scaling)
-        check_bools(self, ("tie_word_embeddings", "attention_bias", "mlp_bias"))
+        check_bools(self, ("tie_word_embeddings", "attention_bias", "mlp_bias", "qkv_bias"))
         check_dropout(self)
         check_dtype(self)
 
@@ -146,12 +148,14 @@ class LlamaAttention(MultiHeadAttention):
     def __init__(self, config, layer_index, rotary, rng, dropout_rng):
         super().__init__(config.n_head, config.n_kv_head, causal=True, dropout=config.dropout,
                          dropout_rng=dropout_rng, layer_index=layer_index)
-        C, D, dtype, bias = config.n_embd, config.head_dim, config.dtype, config.attention_bias
+        C, D, dtype = config.n_embd, config.head_dim, config.dtype
+        bias = config.attention_bias or config.qkv_bias
         self.rotary = rotary
         self.q_proj = Linear(C, config.n_head * D, bias, rng, 0.02, dtype)
         self.k_proj = Linear(C, config.n_kv_head * D, bias, rng, 0.02, dtype)
         self.v_proj = Linear(C, config.n_kv_head * D, bias, rng, 0.02, dtype)
-        self.o_proj = Linear(config.n_head * D, C, bias, rng, 0.02 / math.sqrt(2 * config.n_layer), dtype)
+        self.o_proj = Linear(config.n_head * D, C, config.attention_bias, rng, 0.02 / math.sqrt(2 * config.n_layer),
+                             dtype)
 
     def project(self, x):
         q = split_heads(self.q_proj(x), self.n_head)                     # (B, H, T, D)

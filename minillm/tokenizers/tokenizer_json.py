@@ -14,7 +14,7 @@ pipeline. For a byte-level BPE it reads, in the order the text meets them:
 Tokens are spelled in GPT-2's byte alphabet (a space is "Ġ"), so the merging
 itself is ``BPETokenizer``'s: this class builds one over the regular tokens and
 maps its compact ids to the file's ids, which may leave room for special
-tokens anywhere (SmolLM has 17 at ids 0-16, Llama 3 has 256 after 128000).
+tokens anywhere (SmolLM's come first, from id 0; Llama 3's 256 follow id 128000).
 
 ``encode(text)`` gives the text's ids alone; ``encode(text, add_special_tokens=True)``
 adds the post-processor's ids, as the ``tokenizers`` library does by default.
