@@ -100,7 +100,8 @@ def bench_attention(rng, batch, t, channels, heads, repeats):
     raw = matmuls((q, kt), (p, v),                                              # forward: S = Q K^T, O = P V
                   (pt, g), (g, vt), (p, k), (pt, q))                            # backward: dV, dP, dQ, dK
     flops = 6 * 2 * batch * heads * t * t * d
-    op = forward_backward(ScaledDotProductAttention, (q, k, v), g, causal=True, dropout_p=0.0, rng=None)
+    op = forward_backward(ScaledDotProductAttention, (q, k, v), g, causal=True, dropout_p=0.0, rng=None,
+                          key_mask=None, scale=None)
     return side_by_side(op, raw, repeats), flops
 
 
