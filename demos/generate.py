@@ -38,12 +38,7 @@ def build_parser():
     p.add_argument("--model-dir", type=cli.existing_dir, required=True,
                    help="folder with config.json, model.safetensors, tokenizer.json")
     p.add_argument("--prompt", default="Once upon a time")
-    p.add_argument("--max-new-tokens", type=cli.positive_int, default=40)
-    p.add_argument("--temperature", type=cli.non_negative_float, default=0.8, help="0 is greedy decoding")
-    p.add_argument("--top-k", type=cli.positive_int, default=None, help="keep the k most likely tokens")
-    p.add_argument("--top-p", type=cli.probability, default=None, help="nucleus sampling: keep probability mass p")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="recompute the whole context at every step")
+    p.add_sampling_flags(max_new_tokens=40, temperature=0.8)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     return p
 
@@ -97,11 +92,13 @@ def generate(args):
             shown = text
         steps.close()
     print()
-    prefill, decoding = times[1] - times[0], times[-1] - times[1]
+    prefill = f"{times[1] - times[0]:.2f} s" if len(times) > 1 else "no time (no token asked for)"
     steps_after = len(times) - 2
-    speed = f", then {steps_after} tokens at {steps_after / decoding:.1f} tokens/s" if steps_after else ""
+    speed = ""
+    if steps_after > 0:
+        speed = f", then {steps_after} tokens at {steps_after / (times[-1] - times[1]):.1f} tokens/s"
     print(f"[{type(model).__name__} {model.num_parameters():,} parameters, {backend.name}; "
-          f"prompt of {len(prompt)} tokens in {prefill:.2f} s{speed}; "
+          f"prompt of {len(prompt)} tokens in {prefill}{speed}; "
           f"{'no ' if args.no_cache else ''}KV cache]", file=sys.stderr)
     return 0
 

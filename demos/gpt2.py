@@ -42,12 +42,7 @@ def build_parser():
     p.add_argument("--model-dir", required=True,
                    help="folder with config.json, model.safetensors, vocab.json, merges.txt (hub repo 'gpt2')")
     p.add_argument("--prompt", default="Hello, I'm a language model,")
-    p.add_argument("--max-new-tokens", type=cli.non_negative_int, default=50)
-    p.add_argument("--temperature", type=cli.non_negative_float, default=1.0, help="0 is greedy decoding")
-    p.add_argument("--top-k", type=cli.positive_int, default=None, help="keep the k most likely tokens")
-    p.add_argument("--top-p", type=cli.probability, default=None, help="nucleus sampling: keep probability mass p")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0)
-    p.add_argument("--no-cache", action="store_true", help="recompute the whole context at every step")
+    p.add_sampling_flags(max_new_tokens=50, temperature=1.0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     return p
 

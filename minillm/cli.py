@@ -131,6 +131,15 @@ class ArgumentParser(argparse.ArgumentParser):
         self.add_argument("--n-head", type=positive_int, default=n_head)
         self.add_argument("--n-embd", type=positive_int, default=n_embd)
 
+    def add_sampling_flags(self, max_new_tokens=50, temperature=1.0):
+        """--max-new-tokens, --temperature, --top-k, --top-p, --seed, --no-cache: ``generate``'s settings."""
+        self.add_argument("--max-new-tokens", type=non_negative_int, default=max_new_tokens)
+        self.add_argument("--temperature", type=non_negative_float, default=temperature, help="0 is greedy decoding")
+        self.add_argument("--top-k", type=positive_int, default=None, help="keep the k most likely tokens")
+        self.add_argument("--top-p", type=probability, default=None, help="nucleus sampling: keep probability mass p")
+        self.add_argument("--seed", type=non_negative_int, default=0)
+        self.add_argument("--no-cache", action="store_true", help="recompute the whole context at every step")
+
     def error(self, message):
         """argparse's usage errors, on one line (argparse alone prints the usage above it)."""
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
