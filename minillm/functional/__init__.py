@@ -15,6 +15,7 @@
     rms_norm        rms_norm (T5, Llama), fused
     activation      silu (SwiGLU), gelu_exact (gelu(x, approximate="none")), fused
     rotary          apply_rotary (RoPE, rotate-half), rotary_tables
+    moe             dispatch, moe_combine (sparse mixture of experts: gather, weighted scatter-add), fused
 """
 from minillm.functional.elementwise import exp, log, tanh, sqrt, relu, gelu, where, masked_fill
 from minillm.functional.reduction import sum, mean, max
@@ -30,6 +31,7 @@ from minillm.functional.attention import scaled_dot_product_attention
 from minillm.functional.rms_norm import rms_norm
 from minillm.functional.activation import silu, gelu_exact
 from minillm.functional.rotary import apply_rotary, rotary_tables
+from minillm.functional.moe import dispatch, moe_combine
 
 __all__ = [
     "exp", "log", "tanh", "sqrt", "relu", "gelu", "where", "masked_fill",
@@ -38,4 +40,5 @@ __all__ = [
     "linear", "embedding", "check_token_ids", "softmax", "log_softmax", "cross_entropy",
     "layer_norm", "dropout", "scaled_dot_product_attention",
     "rms_norm", "silu", "gelu_exact", "apply_rotary", "rotary_tables",
+    "dispatch", "moe_combine",
 ]

@@ -5,6 +5,7 @@
     attention   MultiHeadAttention: heads, KV cache, grouped KV heads, mask options
     mlp         MLP: c_proj(act(c_fc(x)))
     rotary      RotaryEmbedding: RoPE's cos/sin tables (with Llama 3's frequency remapping)
+    moe         SparseMoE: a router and E SwiGLU experts, k per token; load_balancing_loss
 """
 from minillm.nn.module import Module, Parameter, ModuleList, LoadResult, eval_mode
 from minillm.nn.layers import Linear, Embedding, LayerNorm, Dropout
@@ -12,6 +13,7 @@ from minillm.nn.layers import RMSNorm
 from minillm.nn.attention import MultiHeadAttention, split_heads, split_fused_heads, merge_heads, repeat_kv_heads
 from minillm.nn.mlp import MLP
 from minillm.nn.rotary import RotaryEmbedding
+from minillm.nn.moe import SparseMoE, load_balancing_loss
 
 __all__ = [
     "Module", "Parameter", "ModuleList", "LoadResult", "eval_mode",
@@ -20,4 +22,5 @@ __all__ = [
     "MLP",
     "RMSNorm",
     "RotaryEmbedding",
+    "SparseMoE", "load_balancing_loss",
 ]
