@@ -6,6 +6,7 @@
     files       reading and writing the folder's files (no family knowledge)
     gpt2        the GPT-2 converter: config keys and tensor names
     llama       the Llama converter (RoPE settings both spellings, Linear weights transposed)
+    mixtral     the Mixtral converter (Llama's, plus the experts: per-expert w1/w2/w3 and the router)
 
 A converter is a module with ``MODEL_CLASS``, ``load(directory, dtype)`` and
 ``save(model, directory)``. Adding a family is a file ``hf/<family>.py`` and
@@ -20,6 +21,7 @@ CONVERTERS = {  # config.json "model_type" -> the converter module
     "gpt2": "minillm.hf.gpt2",
     "llama": "minillm.hf.llama",
     "qwen2": "minillm.hf.llama",     # a Llama with q/k/v biases
+    "mixtral": "minillm.hf.mixtral",
 }
 
 
@@ -40,10 +42,12 @@ def load(directory, dtype="float32"):
 
 
 def save(model, directory):
-    """Write ``model`` as config.json + model.safetensors, with its family's converter."""
-    for model_type in CONVERTERS:
-        module = converter(model_type)
-        if isinstance(model, module.MODEL_CLASS):
-            return module.save(model, directory)
+    """Write ``model`` as config.json + model.safetensors, with its family's converter
+    (the most specific one: a Mixtral is also a Llama)."""
+    modules = [converter(model_type) for model_type in CONVERTERS]
+    for cls in type(model).__mro__:
+        for module in modules:
+            if module.MODEL_CLASS is cls:
+                return module.save(model, directory)
     raise TypeError(f"minillm.hf.save: no converter for a {type(model).__name__}; "
                     f"supported model types: {sorted(CONVERTERS)}")
