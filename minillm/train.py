@@ -129,6 +129,14 @@ def _interrupts_deferred():
         previous(signal.SIGINT, None)              # the default handler raises KeyboardInterrupt
 
 
+def with_auxiliary_loss(model, loss):
+    """``loss`` plus the model's own training term, for a model that has one (Mixtral's
+    ``auxiliary_loss()``: router_aux_loss_coef times the load-balancing loss of the forward pass
+    just made). The reported loss stays the cross-entropy, comparable across families."""
+    extra = model.auxiliary_loss() if hasattr(model, "auxiliary_loss") else None
+    return loss if extra is None else loss + extra
+
+
 def _generator_state(generator):
     """A NumPy generator's state (JSON-ready); None where the library keeps it out of reach (CuPy)."""
     try:
@@ -190,7 +198,8 @@ class Trainer:
             x, y = backend.asarray(x), backend.asarray(y)          # (B/N, T) inputs, (B/N, T) next tokens
             logits = model(x)                                      # (B/N, T, V) teacher forcing
             loss = F.cross_entropy(logits, y)                      # mean -log p(next token)
-            (loss if cfg.grad_accum == 1 else loss * (1.0 / cfg.grad_accum)).backward()
+            objective = with_auxiliary_loss(model, loss)           # + Mixtral's load balancing, if any
+            (objective if cfg.grad_accum == 1 else objective * (1.0 / cfg.grad_accum)).backward()
             total += float(loss.data)
         loss, = self.world.average_gradients(model.parameters(), total / cfg.grad_accum)   # mean over ranks
         if not math.isfinite(loss):

@@ -1,0 +1,240 @@
+"""Dense vs sparse: a Llama and Mixtral-style mixtures of experts, trained for equal time on Shakespeare.
+
+    python demos/moe.py                                  # 4 runs x 60 s: about 5 minutes on 2 cores
+    python demos/moe.py --seconds 15 --n-layer 2         # a quick look
+
+Four runs on the same characters, each for ``--seconds`` of training:
+
+    dense        Llama: one SwiGLU of width H per layer
+    moe-active   Mixtral: E experts of width H/k, k per token: the SAME ACTIVE parameters per token
+                 (and FLOPs) as dense, E/k times its feed-forward parameters in total
+    moe-total    Mixtral: E experts of width H/E: the SAME TOTAL parameters as dense, fewer active
+    moe-no-aux   moe-active without the load-balancing loss (router_aux_loss_coef = 0)
+
+Equal time, not equal steps: the runs take one step each in turn (so the
+noise of a shared machine falls on all alike); each run's first 3 steps
+measure its speed, and its learning-rate schedule is then set to end after
+``--seconds`` of its own training time.
+It prints and writes (``--out``) a table (total and active parameters, steps,
+tokens/s, validation loss, the busiest expert's share of the routing), the PNG
+``expert_load.png`` (each expert's share of the tokens, per layer, over
+training, with and without the auxiliary loss), ``results.json``, and each
+model's checkpoint ``<run>/ckpt.npz``.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy
+
+from minillm import Llama, LlamaConfig, Mixtral, MixtralConfig, backend
+from minillm.models.llama import default_hidden
+from minillm.plotting import moving_average
+from minillm.progress import Progress, format_duration
+from minillm.text_data import load_corpus, split_ids
+from minillm.tokenizers import CharTokenizer
+from minillm.train import TrainConfig, Trainer
+
+RUNS = ("dense", "moe-active", "moe-total", "moe-no-aux")
+CALIBRATION_STEPS = 3
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Dense Llama vs sparse mixtures of experts at equal training time.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=None, help="text file to train on (default: the shipped corpus)")
+    p.add_argument("--out", default=os.path.join("out", "moe"), help="folder for the table, PNG and checkpoints")
+    p.add_argument("--seconds", type=float, default=60.0, help="training time of each run")
+    p.add_argument("--max-iters", type=int, default=None, help="cap on each run's steps (for quick tests)")
+    p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}")
+    p.add_argument("--experts", type=int, default=8, help="experts per layer E")
+    p.add_argument("--top-k", type=int, default=2, help="experts per token k")
+    p.add_argument("--aux-coef", type=float, default=0.02, help="weight of the load-balancing loss")
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--n-hidden", type=int, default=None, help="the dense SwiGLU width H (default 8C/3)")
+    p.add_argument("--batch-size", type=int, default=12)
+    p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-iters", type=int, default=20, help="batches per validation estimate")
+    p.add_argument("--seed", type=int, default=1337)
+    args = p.parse_args(argv)
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    unknown = [r for r in runs if r not in RUNS]
+    if unknown or not runs:
+        p.error(f"--runs: unknown run(s) {unknown}; choose from {', '.join(RUNS)}")
+    args.runs = runs
+    if not args.seconds > 0:
+        p.error(f"--seconds must be positive, got {args.seconds}")
+    if not 1 <= args.top_k <= args.experts:
+        p.error(f"--top-k ({args.top_k}) must be between 1 and --experts ({args.experts})")
+    for flag in ("n_layer", "n_head", "n_embd", "batch_size", "block_size", "eval_iters"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    args.n_hidden = args.n_hidden or default_hidden(args.n_embd)
+    if args.n_hidden < args.experts:
+        p.error(f"--n-hidden ({args.n_hidden}) must be at least --experts ({args.experts}): "
+                "moe-total splits it among the experts")
+    return args
+
+
+def build(run, args, vocab_size):
+    """The model of one run: a Llama or a Mixtral of the same shape except the feed-forward."""
+    shape = dict(vocab_size=vocab_size, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
+                 n_embd=args.n_embd, norm_eps=1e-5)
+    if run == "dense":
+        return Llama(LlamaConfig(**shape, n_hidden=args.n_hidden), seed=args.seed)
+    width = args.n_hidden // (args.experts if run == "moe-total" else args.top_k)
+    coef = 0.0 if run == "moe-no-aux" else args.aux_coef
+    return Mixtral(MixtralConfig(**shape, n_hidden=width, n_expert=args.experts, top_k=args.top_k,
+                                 router_aux_loss_coef=coef), seed=args.seed)
+
+
+def parameter_counts(model):
+    """(total, active per token): a dense model uses all of its parameters for every token."""
+    if isinstance(model, Mixtral):
+        return model.config.parameter_counts()
+    return model.num_parameters(), model.num_parameters()
+
+
+class Run:
+    """One model in training: its Trainer, the seconds it has trained, its routing record."""
+
+    def __init__(self, name, model, train_ids, val_ids, args, tokenizer):
+        self.name, self.model, self.args = name, model, args
+        config = TrainConfig(iters=10**6, batch_size=args.batch_size, lr=args.lr, min_lr=args.lr / 10,
+                             warmup_iters=20, eval_iters=args.eval_iters, checkpoint_every=0, seed=args.seed)
+        self.trainer = Trainer(model, train_ids, val_ids, config, tokenizer=tokenizer,
+                               out_dir=os.path.join(args.out, name), extra={"run": name})
+        self.seconds, self.loads, self.aux = 0.0, [], []
+
+    @property
+    def done(self):
+        return self.trainer.step >= self.trainer.config.iters
+
+    def step(self):
+        """One optimizer step, timed; after the first few, the schedule is set to end at --seconds."""
+        start = time.perf_counter()
+        loss, lr = self.trainer.train_step()
+        backend.synchronize()
+        self.seconds += time.perf_counter() - start
+        if isinstance(self.model, Mixtral):
+            self.loads.append(self.model.expert_load())                     # (L, E) this step's routing
+            self.aux.append(float(self.model.router_aux_loss().data))
+        if self.trainer.step == CALIBRATION_STEPS:                          # now we know the speed
+            iters = max(CALIBRATION_STEPS + 1, int(self.args.seconds * CALIBRATION_STEPS / self.seconds))
+            iters = min(iters, self.args.max_iters or iters)
+            self.trainer.config = dataclasses.replace(self.trainer.config, iters=iters)
+        return loss
+
+    def finish(self):
+        """Validate, save the checkpoint; the run's row of the table."""
+        _, val = self.trainer.evaluate()
+        self.trainer.save_checkpoint()
+        total, active = parameter_counts(self.model)
+        steps, args = self.trainer.step, self.args
+        load = numpy.array(self.loads)                                      # (steps, L, E)
+        busiest = float(load[-20:].mean(axis=0).max() / args.top_k) if len(load) else None
+        return dict(run=self.name, total_params=int(total), active_params=int(active), steps=steps,
+                    seconds=round(self.seconds, 1),
+                    tokens_per_s=round(steps * args.batch_size * args.block_size / self.seconds),
+                    val_loss=round(val, 4), aux_loss=round(float(numpy.mean(self.aux[-20:])), 3) if self.aux else None,
+                    busiest_expert_share=None if busiest is None else round(busiest, 3))
+
+
+def train_interleaved(runs):
+    """One step of each unfinished run in turn (A B C D A B ...), so the machine's noise falls on all alike."""
+    for _ in range(CALIBRATION_STEPS):
+        for run in runs:
+            run.step()
+    progress = Progress(sum(run.trainer.config.iters for run in runs), start=CALIBRATION_STEPS * len(runs))
+    done = CALIBRATION_STEPS * len(runs)
+    while not all(run.done for run in runs):
+        for run in runs:
+            if not run.done:
+                start = time.perf_counter()
+                loss = run.step()
+                done += 1
+                progress.update(done, loss, seconds=time.perf_counter() - start)
+    progress.close()
+
+
+def table(rows, experts):
+    lines = ["| run | total params | active params / token | steps | tokens/s | val loss | aux loss | "
+             f"busiest expert's share (ideal 1/{experts} = {1 / experts:.3f}) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        dash = lambda value: "-" if value is None else value   # noqa: E731
+        lines.append(f"| {r['run']} | {r['total_params']:,} | {r['active_params']:,} | {r['steps']} | "
+                     f"{r['tokens_per_s']:,} | {r['val_loss']:.4f} | {dash(r['aux_loss'])} | "
+                     f"{dash(r['busiest_expert_share'])} |")
+    return "\n".join(lines)
+
+
+def plot_expert_load(loads, path, top_k):
+    """One row per run, one panel per layer: each expert's share of the routed tokens over training."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs = list(loads)
+    n_layer = next(iter(loads.values())).shape[1]
+    figure = Figure(figsize=(3.2 * n_layer, 2.8 * len(runs)), dpi=100)
+    FigureCanvasAgg(figure)
+    for i, run in enumerate(runs):
+        share = loads[run] / top_k                                         # (steps, L, E), adds up to 1
+        steps, _, experts = share.shape
+        window = max(1, steps // 30)
+        for layer in range(n_layer):
+            axes = figure.add_subplot(len(runs), n_layer, i * n_layer + layer + 1)
+            for e in range(experts):
+                axes.plot(numpy.arange(1, steps + 1), moving_average(share[:, layer, e], window), linewidth=1)
+            axes.axhline(1 / experts, color="black", linestyle="--", linewidth=0.8)
+            axes.set_ylim(0, 1)
+            axes.set_title(f"{run}, layer {layer}", fontsize=9)
+            if layer == 0:
+                axes.set_ylabel("share of tokens")
+            if i == len(runs) - 1:
+                axes.set_xlabel("step")
+            axes.tick_params(labelsize=7)
+    figure.suptitle(f"Expert load (each line one expert; dashed: perfect balance 1/{experts})", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    text = load_corpus(os.path.abspath(args.data) if args.data else None)
+    tokenizer = CharTokenizer.from_text(text)
+    train_ids, val_ids = split_ids(tokenizer.encode(text))
+    os.makedirs(args.out, exist_ok=True)
+    print(f"backend {backend.name} | {len(args.runs)} runs x {format_duration(args.seconds)} | layers "
+          f"{args.n_layer}, width {args.n_embd}, dense SwiGLU {args.n_hidden}, {args.experts} experts, "
+          f"top-{args.top_k}", flush=True)
+    runs = []
+    for name in args.runs:
+        model = build(name, args, tokenizer.vocab_size)
+        total, active = parameter_counts(model)
+        print(f"{name}: {total:,} parameters, {active:,} active per token", flush=True)
+        runs.append(Run(name, model, train_ids, val_ids, args, tokenizer))
+    train_interleaved(runs)
+    rows = [run.finish() for run in runs]
+    loads = {run.name: numpy.array(run.loads) for run in runs if run.loads}
+    text_table = table(rows, args.experts)
+    print(text_table)
+    with open(os.path.join(args.out, "moe_table.md"), "w", encoding="utf-8") as f:
+        f.write(text_table + "\n")
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as f:
+        json.dump({"args": vars(args), "rows": rows}, f, indent=1)
+    if loads:
+        shown = {run: loads[run] for run in ("moe-active", "moe-no-aux") if run in loads} or loads
+        print(f"expert load: {plot_expert_load(shown, os.path.join(args.out, 'expert_load.png'), args.top_k)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

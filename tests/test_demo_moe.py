@@ -1,0 +1,40 @@
+"""demos/moe.py runs end to end with tiny settings (seconds) and rejects bad flags with a one-line error."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+TINY = ["--seconds", "0.2", "--max-iters", "5", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
+        "--batch-size", "2", "--block-size", "8", "--eval-iters", "1", "--experts", "4"]
+
+
+def demo():
+    path = os.path.join(os.path.dirname(__file__), "..", "demos", "moe.py")
+    spec = importlib.util.spec_from_file_location("demo_moe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_moe_demo_runs_and_writes_table_png_and_checkpoints(tmp_path, capsys):
+    assert demo().main(TINY + ["--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["run"] for r in rows] == ["dense", "moe-active", "moe-total", "moe-no-aux"]
+    dense, active, total, _ = rows
+    # dense SwiGLU 48 wide; moe-active: 4 experts of 24, 2 a token; moe-total: 4 experts of 12
+    assert active["active_params"] - dense["active_params"] == 16 * 4 == total["total_params"] - dense["total_params"]
+    assert active["total_params"] > dense["total_params"] > total["active_params"]      # (the router: 16 x 4)
+    assert all(r["steps"] <= 5 for r in rows)
+    assert (tmp_path / "expert_load.png").is_file() and (tmp_path / "moe_table.md").is_file()
+    assert all((tmp_path / r["run"] / "ckpt.npz").is_file() for r in rows)
+    assert "| moe-no-aux |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [(["--top-k", "5"], "--top-k (5) must be between 1 and --experts (4)"),
+                                            (["--runs", "sparse"], "--runs: unknown run(s) ['sparse']"),
+                                            (["--seconds", "0"], "--seconds must be positive")])
+def test_moe_demo_flag_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as error:
+        demo().parse_args(["--experts", "4"] + flags)
+    assert error.value.code == 2 and message in capsys.readouterr().err
