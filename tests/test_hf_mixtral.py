@@ -16,7 +16,8 @@ transformers = pytest.importorskip("transformers", reason="the Hugging Face pari
 
 import minillm.functional as F  # noqa: E402
 import minillm.hf  # noqa: E402
-from minillm import Mixtral, MixtralConfig, backend, no_grad  # noqa: E402
+from minillm import Mixtral, MixtralConfig, backend  # noqa: E402
+from tests.test_hf_llama import ids, minillm_logits, torch_logits  # noqa: E402  (vocabulary 97 there too)
 
 V = 97
 
@@ -39,18 +40,11 @@ def hf_model(seed=0, dtype=torch.float32, **overrides):
     return model
 
 
-def ids(shape, seed=1):
-    return numpy.random.default_rng(seed).integers(0, V, shape)
-
-
-def torch_logits(model, idx):
-    with torch.no_grad():
-        return model(torch.as_tensor(idx)).logits.double().numpy()
-
-
-def minillm_logits(model, idx):
-    with no_grad():
-        return backend.to_numpy(model(idx).data).astype(numpy.float64)
+def float64_pair(tmp_path, seed):
+    """A float64 transformers Mixtral and the minillm model loaded from its save_pretrained folder."""
+    reference = hf_model(dtype=torch.float64, seed=seed)
+    reference.save_pretrained(tmp_path)
+    return reference, minillm.hf.load(tmp_path, dtype="float64")
 
 
 def assert_close(got, expected, rel=2e-5):
@@ -98,9 +92,7 @@ def test_fused_in_memory_layout_is_read_too(tmp_path):
 
 
 def test_aux_loss_and_training_loss_equal_transformers(tmp_path):
-    reference = hf_model(dtype=torch.float64, seed=7)
-    reference.save_pretrained(tmp_path)
-    model = minillm.hf.load(tmp_path, dtype="float64")
+    reference, model = float64_pair(tmp_path, seed=7)
     idx = ids((2, 10), seed=8)
     with torch.no_grad():
         out = reference(torch.as_tensor(idx), labels=torch.as_tensor(idx), output_router_logits=True)
@@ -112,9 +104,7 @@ def test_aux_loss_and_training_loss_equal_transformers(tmp_path):
 
 
 def test_greedy_generation_equals_transformers_generate(tmp_path):
-    reference = hf_model(dtype=torch.float64, seed=9)
-    reference.save_pretrained(tmp_path)
-    model = minillm.hf.load(tmp_path, dtype="float64")
+    reference, model = float64_pair(tmp_path, seed=9)
     prompt = ids((2, 5), seed=10)
     with torch.no_grad():
         expected = reference.generate(torch.as_tensor(prompt), max_new_tokens=20, do_sample=False,
