@@ -12,9 +12,10 @@ Four runs on the same characters, each for ``--seconds`` of training:
     moe-no-aux   moe-active without the load-balancing loss (router_aux_loss_coef = 0)
 
 Equal time, not equal steps: the runs take one step each in turn (so the
-noise of a shared machine falls on all alike); each run's first 3 steps
-measure its speed, and its learning-rate schedule is then set to end after
-``--seconds`` of its own training time.
+noise of a shared machine falls on all alike), and after each step a run's
+number of steps (the end of its learning-rate schedule) is re-estimated from
+its mean speed so far, so that it stops after ``--seconds`` of its own
+training time.
 It prints and writes (``--out``) a table (total and active parameters, steps,
 tokens/s, validation loss, the busiest expert's share of the routing), the PNG
 ``expert_load.png`` (each expert's share of the tokens, per layer, over
@@ -119,14 +120,15 @@ class Run:
     def step(self):
         """One optimizer step, timed; after the first few, the schedule is set to end at --seconds."""
         start = time.perf_counter()
-        loss, lr = self.trainer.train_step()
+        loss, _ = self.trainer.train_step()
         backend.synchronize()
         self.seconds += time.perf_counter() - start
         if isinstance(self.model, Mixtral):
             self.loads.append(self.model.expert_load())                     # (L, E) this step's routing
             self.aux.append(float(self.model.router_aux_loss().data))
-        if self.trainer.step == CALIBRATION_STEPS:                          # now we know the speed
-            iters = max(CALIBRATION_STEPS + 1, int(self.args.seconds * CALIBRATION_STEPS / self.seconds))
+        step = self.trainer.step
+        if step >= CALIBRATION_STEPS:            # the steps that fit in --seconds at the mean speed so far
+            iters = max(step + (self.seconds < self.args.seconds), round(self.args.seconds * step / self.seconds))
             iters = min(iters, self.args.max_iters or iters)
             self.trainer.config = dataclasses.replace(self.trainer.config, iters=iters)
         return loss
@@ -138,16 +140,17 @@ class Run:
         total, active = parameter_counts(self.model)
         steps, args = self.trainer.step, self.args
         load = numpy.array(self.loads)                                      # (steps, L, E)
-        busiest = float(load[-20:].mean(axis=0).max() / args.top_k) if len(load) else None
+        busiest = load[-20:].mean(axis=0).max() / args.top_k if len(load) else None   # over the last 20 steps
+        aux = numpy.mean(self.aux[-20:]) if self.aux else None
         return dict(run=self.name, total_params=int(total), active_params=int(active), steps=steps,
                     seconds=round(self.seconds, 1),
                     tokens_per_s=round(steps * args.batch_size * args.block_size / self.seconds),
-                    val_loss=round(val, 4), aux_loss=round(float(numpy.mean(self.aux[-20:])), 3) if self.aux else None,
-                    busiest_expert_share=None if busiest is None else round(busiest, 3))
+                    val_loss=round(val, 4), aux_loss=rounded(aux, 3), busiest_expert_share=rounded(busiest, 3))
 
 
 def train_interleaved(runs):
-    """One step of each unfinished run in turn (A B C D A B ...), so the machine's noise falls on all alike."""
+    """One step of each unfinished run in turn (A B C D A B ...), so the machine's noise falls on all alike.
+    The progress line counts the steps of all runs (the total is re-estimated as they go)."""
     for _ in range(CALIBRATION_STEPS):
         for run in runs:
             run.step()
@@ -159,8 +162,17 @@ def train_interleaved(runs):
                 start = time.perf_counter()
                 loss = run.step()
                 done += 1
+                progress.total = sum(r.trainer.config.iters for r in runs)
                 progress.update(done, loss, seconds=time.perf_counter() - start)
     progress.close()
+
+
+def rounded(value, digits):
+    return None if value is None else round(float(value), digits)
+
+
+def dash(value):
+    return "-" if value is None else value
 
 
 def table(rows, experts):
@@ -168,7 +180,6 @@ def table(rows, experts):
              f"busiest expert's share (ideal 1/{experts} = {1 / experts:.3f}) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        dash = lambda value: "-" if value is None else value   # noqa: E731
         lines.append(f"| {r['run']} | {r['total_params']:,} | {r['active_params']:,} | {r['steps']} | "
                      f"{r['tokens_per_s']:,} | {r['val_loss']:.4f} | {dash(r['aux_loss'])} | "
                      f"{dash(r['busiest_expert_share'])} |")
