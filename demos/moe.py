@@ -31,11 +31,12 @@ import time
 
 import numpy
 
-from minillm import Llama, LlamaConfig, Mixtral, MixtralConfig, backend
+from minillm import Llama, LlamaConfig, Mixtral, MixtralConfig, backend, cli
 from minillm.models.llama import default_hidden
 from minillm.plotting import moving_average
 from minillm.progress import Progress, format_duration
-from minillm.text_data import load_corpus, split_ids
+from minillm.batches import split_ids
+from minillm.corpus import load_corpus
 from minillm.tokenizers import CharTokenizer
 from minillm.train import TrainConfig, Trainer
 
@@ -43,44 +44,44 @@ RUNS = ("dense", "moe-active", "moe-total", "moe-no-aux")
 CALIBRATION_STEPS = 3
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Dense Llama vs sparse mixtures of experts at equal training time.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=None, help="text file to train on (default: the shipped corpus)")
+def run_names(text):
+    """ "dense,moe-total" -> ["dense", "moe-total"]: a subset of RUNS."""
+    names = list(cli.name_list(text))
+    unknown = [name for name in names if name not in RUNS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown run(s) {unknown}; choose from {', '.join(RUNS)}")
+    return names
+
+
+def build_parser():
+    p = cli.ArgumentParser(description="Dense Llama vs sparse mixtures of experts at equal training time.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=cli.existing_file, default=None,
+                   help="text file to train on (default: the shipped corpus)")
     p.add_argument("--out", default=os.path.join("out", "moe"), help="folder for the table, PNG and checkpoints")
-    p.add_argument("--seconds", type=float, default=60.0, help="training time of each run")
-    p.add_argument("--max-iters", type=int, default=None, help="cap on each run's steps (for quick tests)")
-    p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}")
-    p.add_argument("--experts", type=int, default=8, help="experts per layer E")
-    p.add_argument("--top-k", type=int, default=2, help="experts per token k")
-    p.add_argument("--aux-coef", type=float, default=0.02, help="weight of the load-balancing loss")
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--n-hidden", type=int, default=None, help="the dense SwiGLU width H (default 8C/3)")
-    p.add_argument("--batch-size", type=int, default=12)
-    p.add_argument("--block-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--eval-iters", type=int, default=20, help="batches per validation estimate")
-    p.add_argument("--seed", type=int, default=1337)
-    args = p.parse_args(argv)
-    runs = [r.strip() for r in args.runs.split(",") if r.strip()]
-    unknown = [r for r in runs if r not in RUNS]
-    if unknown or not runs:
-        p.error(f"--runs: unknown run(s) {unknown}; choose from {', '.join(RUNS)}")
-    args.runs = runs
-    if not args.seconds > 0:
-        p.error(f"--seconds must be positive, got {args.seconds}")
-    if not 1 <= args.top_k <= args.experts:
-        p.error(f"--top-k ({args.top_k}) must be between 1 and --experts ({args.experts})")
-    for flag in ("n_layer", "n_head", "n_embd", "batch_size", "block_size", "eval_iters"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    p.add_argument("--seconds", type=cli.positive_float, default=60.0, help="training time of each run")
+    p.add_argument("--max-iters", type=cli.positive_int, default=None, help="cap on each run's steps (quick tests)")
+    p.add_argument("--runs", type=run_names, default=",".join(RUNS), help=f"a subset of {', '.join(RUNS)}")
+    p.add_argument("--experts", type=cli.positive_int, default=8, help="experts per layer E")
+    p.add_argument("--top-k", type=cli.positive_int, default=2, help="experts per token k")
+    p.add_argument("--aux-coef", type=cli.non_negative_float, default=0.02, help="weight of the load-balancing loss")
+    p.add_model_flags(block_size=64, n_layer=4, n_head=4, n_embd=128)
+    p.add_argument("--n-hidden", type=cli.positive_int, default=None, help="the dense SwiGLU width H (default 8C/3)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=12)
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
+    p.add_argument("--eval-iters", type=cli.positive_int, default=20, help="batches per validation estimate")
+    p.add_argument("--seed", type=cli.non_negative_int, default=1337)
+    return p
+
+
+def check_flags(args):
+    """What depends on several flags; the dense width H filled in."""
+    if args.top_k > args.experts:
+        raise ValueError(f"--top-k ({args.top_k}) must be between 1 and --experts ({args.experts})")
     args.n_hidden = args.n_hidden or default_hidden(args.n_embd)
     if args.n_hidden < args.experts:
-        p.error(f"--n-hidden ({args.n_hidden}) must be at least --experts ({args.experts}): "
-                "moe-total splits it among the experts")
-    return args
+        raise ValueError(f"--n-hidden ({args.n_hidden}) must be at least --experts ({args.experts}): "
+                         "moe-total splits it among the experts")
 
 
 def build(run, args, vocab_size):
@@ -217,8 +218,8 @@ def plot_expert_load(loads, path, top_k):
     return path
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def compare(args):
+    check_flags(args)
     text = load_corpus(os.path.abspath(args.data) if args.data else None)
     tokenizer = CharTokenizer.from_text(text)
     train_ids, val_ids = split_ids(tokenizer.encode(text))
@@ -245,6 +246,10 @@ def main(argv=None):
         shown = {run: loads[run] for run in ("moe-active", "moe-no-aux") if run in loads} or loads
         print(f"expert load: {plot_expert_load(shown, os.path.join(args.out, 'expert_load.png'), args.top_k)}")
     return 0
+
+
+def main(argv=None):
+    return build_parser().run(compare, argv)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,12 @@ def test_moe_demo_runs_and_writes_table_png_and_checkpoints(tmp_path, capsys):
     assert "| moe-no-aux |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("flags, message", [(["--top-k", "5"], "--top-k (5) must be between 1 and --experts (4)"),
-                                            (["--runs", "sparse"], "--runs: unknown run(s) ['sparse']"),
-                                            (["--seconds", "0"], "--seconds must be positive")])
-def test_moe_demo_flag_errors(flags, message, capsys):
+@pytest.mark.parametrize("flags, message", [
+    (["--top-k", "5"], "error: --top-k (5) must be between 1 and --experts (4)"),
+    (["--runs", "sparse"], "argument --runs: unknown run(s) ['sparse']"),
+    (["--seconds", "0"], "argument --seconds: expected a finite number > 0, got 0")])
+def test_moe_demo_flag_errors(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
-        demo().parse_args(["--experts", "4"] + flags)
-    assert error.value.code == 2 and message in capsys.readouterr().err
+        demo().main(["--experts", "4", "--out", str(tmp_path)] + flags)
+    err = capsys.readouterr().err
+    assert error.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
