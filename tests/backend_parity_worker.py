@@ -13,7 +13,16 @@ import numpy
 
 from minillm import GPT, GPTConfig, Tensor, backend
 import minillm.functional as F
+from minillm.functional.moe import tokens_per_expert
+from minillm.nn import SparseMoE
 from minillm.optim import AdamW
+
+
+def moe_dispatch_combine(x, w):
+    """Five tokens routed to two of three experts each (fixed), each "expert" doubling its rows."""
+    chosen = backend.asarray(numpy.array([[0, 1], [1, 2], [2, 0], [0, 2], [1, 0]]))
+    tokens, slots = zip(*tokens_per_expert(chosen, 3))
+    return F.moe_combine(w, [F.dispatch(x, t) * 2.0 for t in tokens], tokens, slots)
 
 
 def op_cases():
@@ -42,6 +51,8 @@ def op_cases():
         ("attention_gqa_mask_bias", lambda q, k, v, b: F.scaled_dot_product_attention(
             q, k, v, key_mask=numpy.array([[1, 0, 1, 1, 1], [0, 0, 1, 1, 0]]), bias=b, scale=0.5),
          [(2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 4), (4, 3, 5)]),
+        ("moe_dispatch_combine", moe_dispatch_combine, [(5, 4), (5, 2)]),
+        ("moe_layer", lambda x: SparseMoE(4, 6, 3, 2, rng=0, std=1.0)(x), [(2, 3, 4)]),
         ("concat_split", lambda a, b: F.concat(F.split(F.concat([a, b], axis=1), 2, axis=1)[::-1], axis=0), [(2, 3), (2, 3)]),
     ]
 
