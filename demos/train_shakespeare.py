@@ -4,6 +4,7 @@
     python demos/train_shakespeare.py --iters 200        # a quick look
     python demos/train_shakespeare.py --resume           # continue out/shakespeare/ckpt.npz
     python demos/train_shakespeare.py --arch llama       # a Llama (RoPE, RMSNorm, SwiGLU) instead of GPT-2
+    python demos/train_shakespeare.py --arch mixtral     # a Llama with 8 experts, 2 per token (demos/moe.py compares)
     mpiexec -n 2 python demos/train_shakespeare.py       # data parallel: 2 ranks, 6 of the 12 rows each
     MINILLM_BACKEND=cupy python demos/train_shakespeare.py --block-size 256 --batch-size 64 \\
         --n-layer 6 --n-head 6 --n-embd 384 --dropout 0.2 --iters 5000   # nanoGPT's GPU config
@@ -32,7 +33,8 @@ import numpy
 from minillm import backend, checkpoint, cli, distributed
 from minillm.energy import EnergyMeter, transformer_training_flops
 from minillm.memory import kv_cache_bytes_per_token
-from minillm.models import GPT, GPTConfig, Llama, LlamaConfig
+from minillm.models import GPT, GPTConfig, Llama, LlamaConfig, Mixtral, MixtralConfig
+from minillm.models.llama import default_hidden
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
 from minillm.batches import split_text
@@ -41,7 +43,7 @@ from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
 
 DEFAULT_ITERS = 2000
-ARCHS = {"gpt2": GPT, "llama": Llama}   # --arch -> model class; checkpoints record which
+ARCHS = {"gpt2": GPT, "llama": Llama, "mixtral": Mixtral}   # --arch -> model class; checkpoints record which
 
 
 def build_parser():
@@ -67,9 +69,14 @@ def build_parser():
     p.add_argument("--n-head", type=cli.positive_int, default=4)
     p.add_argument("--n-embd", type=cli.positive_int, default=128)
     p.add_argument("--arch", choices=sorted(ARCHS), default="gpt2",
-                   help="gpt2: learned positions, LayerNorm, GELU; llama: RoPE, RMSNorm, SwiGLU (8C/3 wide)")
+                   help="gpt2: learned positions, LayerNorm, GELU; llama: RoPE, RMSNorm, SwiGLU (8C/3 wide); "
+                        "mixtral: llama with --experts SwiGLU experts of width 8C/3 / --top-k, --top-k per token")
     p.add_argument("--n-kv-head", type=cli.positive_int, default=None,
                    help="key/value heads for --arch llama (default: --n-head; fewer is grouped-query attention)")
+    p.add_argument("--experts", type=cli.positive_int, default=None, help="--arch mixtral: experts per layer (8)")
+    p.add_argument("--top-k", type=cli.positive_int, default=None, help="--arch mixtral: experts per token (2)")
+    p.add_argument("--aux-coef", type=cli.non_negative_float, default=None,
+                   help="--arch mixtral: weight of the load-balancing loss (0.02)")
     p.add_argument("--dropout", type=cli.dropout_rate, default=0.0)
     p.add_argument("--lr", type=cli.positive_float, default=1e-3, help="peak learning rate")
     p.add_argument("--min-lr", type=cli.non_negative_float, default=1e-4,
@@ -103,10 +110,20 @@ def build_model(args, vocab_size):
     """The model the flags describe: GPT-2 or Llama of the same depth, width and heads."""
     shape = dict(vocab_size=vocab_size, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
                  n_embd=args.n_embd, dropout=args.dropout)
+    moe = {"--experts": args.experts, "--top-k": args.top_k, "--aux-coef": args.aux_coef}
+    if args.arch == "mixtral":               # experts as wide as Llama's MLP / k: the same active parameters
+        top_k = args.top_k or 2
+        return Mixtral(MixtralConfig(**shape, n_kv_head=args.n_kv_head, n_expert=args.experts or 8, top_k=top_k,
+                                     n_hidden=max(1, default_hidden(args.n_embd) // top_k),
+                                     router_aux_loss_coef=0.02 if args.aux_coef is None else args.aux_coef),
+                       seed=args.seed)
+    given = [flag for flag, value in moe.items() if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} need --arch mixtral")
     if args.arch == "llama":
         return Llama(LlamaConfig(**shape, n_kv_head=args.n_kv_head), seed=args.seed)
     if args.n_kv_head is not None:
-        raise ValueError("--n-kv-head needs --arch llama (GPT-2 has as many key/value heads as heads)")
+        raise ValueError("--n-kv-head needs --arch llama or mixtral (GPT-2 has as many key/value heads as heads)")
     return GPT(GPTConfig(**shape), seed=args.seed)
 
 
@@ -192,8 +209,11 @@ def train(args):
     print(f"done: {step} iterations, final train loss {train_loss:.4f}, val loss {val_loss:.4f} "
           f"({format_duration(seconds)} this session, {tokens / seconds:,.0f} tokens/s); "
           f"checkpoint {trainer.ckpt_path}, loss curve {curve}")
-    flops = transformer_training_flops(model.num_parameters(non_embedding=True), tokens,
-                                       cfg.n_layer, cfg.block_size, cfg.n_embd)
+    n_working = model.num_parameters(non_embedding=True)
+    if isinstance(model, Mixtral):               # a token works with top_k of the n_expert experts
+        total, active = cfg.parameter_counts()
+        n_working -= total - active
+    flops = transformer_training_flops(n_working, tokens, cfg.n_layer, cfg.block_size, cfg.n_embd)
     print(f"{meter.report(flops)} (training steps only, evaluations not counted"
           + (f"; FLOPs of all {world.size} ranks, RAPL and wall time of rank 0's machine" if world.size > 1 else "")
           + ")")

@@ -1,4 +1,5 @@
-"""demos/moe.py runs end to end with tiny settings (seconds) and rejects bad flags with a one-line error."""
+"""demos/moe.py runs end to end with tiny settings (seconds) and rejects bad flags with a one-line error;
+train_shakespeare.py --arch mixtral trains and resumes."""
 import importlib.util
 import json
 import os
@@ -9,12 +10,16 @@ TINY = ["--seconds", "0.2", "--max-iters", "5", "--n-layer", "1", "--n-head", "2
         "--batch-size", "2", "--block-size", "8", "--eval-iters", "1", "--experts", "4"]
 
 
-def demo():
-    path = os.path.join(os.path.dirname(__file__), "..", "demos", "moe.py")
-    spec = importlib.util.spec_from_file_location("demo_moe", path)
+def demo_named(name):
+    path = os.path.join(os.path.dirname(__file__), "..", "demos", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"demo_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def demo():
+    return demo_named("moe")
 
 
 def test_moe_demo_runs_and_writes_table_png_and_checkpoints(tmp_path, capsys):
@@ -40,3 +45,24 @@ def test_moe_demo_flag_errors(flags, message, tmp_path, capsys):
         demo().main(["--experts", "4", "--out", str(tmp_path)] + flags)
     err = capsys.readouterr().err
     assert error.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_shakespeare_arch_mixtral_trains_and_resumes(tmp_path, capsys):
+    """--arch mixtral trains with the aux loss, records the arch, and --resume rebuilds a Mixtral."""
+    from minillm import checkpoint
+    from minillm.corpus import load_corpus
+    data = tmp_path / "small.txt"
+    data.write_text(load_corpus()[:20_000])
+    train = demo_named("train_shakespeare")
+    flags = ["--data", str(data), "--arch", "mixtral", "--experts", "4", "--top-k", "2", "--aux-coef", "0.1",
+             "--eval-every", "3", "--eval-iters", "1", "--batch-size", "2", "--block-size", "8", "--n-layer", "1",
+             "--n-head", "2", "--n-embd", "16", "--warmup-iters", "1", "--sample-tokens", "4", "--out", str(tmp_path)]
+    assert train.main(flags + ["--iters", "3"]) == 0
+    assert train.main(["--resume", "--iters", "5", "--out", str(tmp_path), "--sample-tokens", "0"]) == 0
+    ckpt = checkpoint.load(tmp_path / "ckpt.npz")
+    assert ckpt["arch"] == "mixtral" and ckpt["step"] == 5 and ckpt["config"]["n_expert"] == 4
+    assert "model.layers.0.block_sparse_moe.experts.3.w2.weight" in ckpt["model"]
+    assert "| mixtral |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as error:
+        train.main(["--data", str(data), "--experts", "4", "--out", str(tmp_path / "gpt")])
+    assert error.value.code == 2 and "--experts need --arch mixtral" in capsys.readouterr().err

@@ -24,7 +24,8 @@ def test_config_errors_name_the_field():
     for overrides, message in [(dict(n_expert=0), "n_expert must be positive"),
                                (dict(top_k=5), r"top_k \(5\) must not exceed n_expert \(4\)"),
                                (dict(router_aux_loss_coef=-1.0), "router_aux_loss_coef must be a number >= 0"),
-                               (dict(mlp_bias=True), "mlp_bias must be False")]:
+                               (dict(mlp_bias=True), "mlp_bias must be False"),
+                               (dict(qkv_bias=True), "qkv_bias must be False")]:
         with pytest.raises(ValueError, match=message):
             small(**overrides)
 

@@ -44,7 +44,7 @@ class MixtralConfig(LlamaConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for field in ("attention_bias", "mlp_bias"):
+        for field in ("attention_bias", "mlp_bias", "qkv_bias"):
             if getattr(self, field):
                 raise ValueError(f"{field} must be False: Mixtral has no biases")
         check_positive_ints(self, ("n_expert", "top_k"))
