@@ -1,21 +1,13 @@
 """demos/moe.py runs end to end with tiny settings (seconds) and rejects bad flags with a one-line error;
 train_shakespeare.py --arch mixtral trains and resumes."""
-import importlib.util
 import json
-import os
 
 import pytest
 
+from tests.test_llama_demos import demo as demo_named
+
 TINY = ["--seconds", "0.2", "--max-iters", "5", "--n-layer", "1", "--n-head", "2", "--n-embd", "16",
         "--batch-size", "2", "--block-size", "8", "--eval-iters", "1", "--experts", "4"]
-
-
-def demo_named(name):
-    path = os.path.join(os.path.dirname(__file__), "..", "demos", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"demo_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def demo():
