@@ -38,6 +38,8 @@ while padded, so each row's tokens before its stop do not depend on the others.
 This module never imports ``minillm.models``: it receives the model object and
 uses ``model(idx, cache=..., last_only=True)``, ``model.config.block_size``, ``.vocab_size``,
 ``.n_layer`` and ``model.training`` / ``model.train(mode)``.
+An encoder-decoder (T5) runs the same ``collect`` loop over
+``stream_encoder_decoder``, which uses ``model.encode`` and ``model.decode``.
 """
 import numbers
 
@@ -45,7 +47,7 @@ from minillm import backend
 from minillm import sampling
 from minillm.autograd import Tensor
 from minillm.backend import xp
-from minillm.kvcache import KVCache
+from minillm.kvcache import EncoderDecoderCache, KVCache
 from minillm.nn import eval_mode
 
 
@@ -128,6 +130,34 @@ def stream(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, 
         refill, start = new_start != start, new_start
 
 
+def _check_max_new_tokens(max_new_tokens):
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+
+
+def collect(model, steps, tokens, stop_ids, pad=None):
+    """Run ``steps`` (a ``stream``) under ``eval_mode(model)`` and append its tokens to
+    ``tokens`` (B, T) -> (B, T + new). A row that draws one of ``stop_ids`` is
+    finished: its later positions hold ``pad`` (None: its own stop token); the loop
+    ends as soon as every row is finished."""
+    new = []                                                             # each (B,)
+    finished = xp.zeros(tokens.shape[0], dtype=bool)                     # (B,) rows that hit a stop id
+    pad_ids = xp.zeros(tokens.shape[0], dtype=xp.int64) + (0 if pad is None else pad)   # (B,)
+    with eval_mode(model):                                               # dropout off, no graph
+        for _, token in steps:
+            token = xp.where(finished, pad_ids, token)                   # (B,) finished rows are padded
+            new.append(token)
+            if stop_ids:
+                hit = ~finished & (token[:, None] == xp.asarray(stop_ids)[None, :]).any(axis=1)
+                if pad is None:
+                    pad_ids = xp.where(hit, token, pad_ids)
+                finished = finished | hit
+                if bool(finished.all()):
+                    break
+        steps.close()
+    return xp.concatenate([tokens] + [t[:, None] for t in new], axis=1) if new else tokens.copy()
+
+
 def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, seed=None,
              use_cache=True, stop=None, slide_keep=None):
     """Continue ``idx`` by up to ``max_new_tokens`` sampled tokens.
@@ -140,8 +170,7 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
     Runs under ``no_grad()`` in eval mode, and restores the model's mode after.
     """
     config = model.config
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    _check_max_new_tokens(max_new_tokens)
     sampling.Sampler(temperature, top_k, top_p)                          # settings checked before we start
     if slide_keep is None:
         slide_keep = max(1, config.block_size // 2)
@@ -150,22 +179,59 @@ def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None
         raise ValueError(f"slide_keep must be an integer in [1, block_size={config.block_size}], got {slide_keep!r}")
     tokens, was_1d = _check_prompt(idx, config.vocab_size)               # (B, T)
     stop_ids = _check_stop(stop, config.vocab_size)
+    steps = stream(model, tokens, int(max_new_tokens), temperature, top_k, top_p, seed, use_cache, int(slide_keep))
+    out = collect(model, steps, tokens, stop_ids)
+    return out[0] if was_1d else out
 
-    new = []                                                             # each (B,)
-    finished = xp.zeros(tokens.shape[0], dtype=bool)                     # (B,) rows that hit a stop id
-    pad = xp.zeros(tokens.shape[0], dtype=xp.int64)                      # (B,) their stop token
-    with eval_mode(model):                                               # dropout off, no graph
-        steps = stream(model, tokens, int(max_new_tokens), temperature, top_k, top_p, seed,
-                       use_cache, int(slide_keep))
-        for _, token in steps:
-            token = xp.where(finished, pad, token)                       # (B,) finished rows repeat their stop
-            new.append(token)
-            if stop_ids:
-                hit = ~finished & (token[:, None] == xp.asarray(stop_ids)[None, :]).any(axis=1)
-                pad = xp.where(hit, token, pad)
-                finished = finished | hit
-                if bool(finished.all()):
-                    break
-        steps.close()
-    out = xp.concatenate([tokens] + [t[:, None] for t in new], axis=1) if new else tokens.copy()
+
+# ---------------------------------------------------------------- encoder-decoder (T5)
+
+def stream_encoder_decoder(model, input_ids, attention_mask, max_new_tokens, temperature=1.0, top_k=None,
+                           top_p=None, seed=None, use_cache=True):
+    """Yield (logits (B, V), token (B,)) per generated token of an encoder-decoder.
+
+    The encoder runs once, here. The decoder starts from
+    ``decoder_start_token_id``; with the cache (an ``EncoderDecoderCache``) each
+    step feeds one token: its self-attention appends to the cached keys and
+    values, its cross-attention reads keys and values computed from the
+    encoder's states on the first step. Without it, each step reruns the
+    decoder over every token so far (never the encoder). The model provides
+    ``encode(ids, mask)`` and ``decode(ids, states, mask, cache=, last_only=)``;
+    the caller runs this under ``eval_mode(model)``.
+    """
+    sampler = sampling.Sampler(temperature, top_k, top_p)
+    config = model.config
+    states = model.encode(input_ids, attention_mask)                     # (B, Ts, C), once
+    cache = EncoderDecoderCache(config.n_layer, capacity=1 + max_new_tokens) if use_cache else None
+    rng = backend.host_rng(seed)
+    tokens = xp.full((input_ids.shape[0], 1), config.decoder_start_token_id, dtype=xp.int64)   # (B, 1)
+    for _ in range(max_new_tokens):
+        new = tokens[:, -1:] if use_cache else tokens                    # (B, 1) or (B, t)
+        logits = model.decode(new, states, attention_mask, cache=cache, last_only=True).data[:, -1, :]  # (B, V)
+        token = sampler.sample(logits, rng)                              # (B,)
+        yield logits, token
+        tokens = xp.concatenate([tokens, token[:, None].astype(tokens.dtype)], axis=1)
+
+
+def generate_encoder_decoder(model, input_ids, max_new_tokens, temperature=0.0, top_k=None, top_p=None,
+                             seed=None, use_cache=True, attention_mask=None):
+    """Translate ``input_ids`` (B, Ts) -> (B, 1 + new): ``decoder_start_token_id`` first, then
+    up to ``max_new_tokens`` tokens. A row that produced ``eos_token_id`` is finished: its
+    later positions hold ``pad_token_id`` (as Hugging Face's ``generate``); the loop ends when
+    every row is finished. ``attention_mask`` (B, Ts): 1 = token, 0 = padding. Every sampler
+    of ``minillm.sampling`` works (temperature=0: greedy).
+    """
+    config = model.config
+    _check_max_new_tokens(max_new_tokens)
+    sampling.Sampler(temperature, top_k, top_p)                          # settings checked before we start
+    if 1 + max_new_tokens > config.n_positions:
+        raise ValueError(f"max_new_tokens {max_new_tokens} + the start token exceeds n_positions {config.n_positions}")
+    input_ids, was_1d = _check_prompt(input_ids, config.vocab_size)      # (B, Ts)
+    if attention_mask is not None:
+        attention_mask = xp.asarray(attention_mask)
+        attention_mask = attention_mask[None, :] if was_1d and attention_mask.ndim == 1 else attention_mask
+    start = xp.full((input_ids.shape[0], 1), config.decoder_start_token_id, dtype=xp.int64)   # (B, 1)
+    steps = stream_encoder_decoder(model, input_ids, attention_mask, int(max_new_tokens), temperature,
+                                   top_k, top_p, seed, use_cache)   # starts (runs the encoder) inside collect
+    out = collect(model, steps, start, (config.eos_token_id,), pad=config.pad_token_id)
     return out[0] if was_1d else out

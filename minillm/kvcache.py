@@ -114,3 +114,28 @@ class KVCache:
     def allocated_bytes(self):
         """Bytes the buffers hold, including the unused tail of the last chunk."""
         return sum(k.nbytes + v.nbytes for k, v in zip(self.keys, self.values) if k is not None)
+
+
+class EncoderDecoderCache(KVCache):
+    """The decoder's cache in an encoder-decoder (T5): a ``KVCache`` for its causal
+    self-attention, plus each layer's cross-attention keys and values.
+
+    Cross-attention reads the encoder's states, which do not change while the
+    decoder generates: each layer's K = states W_k and V = states W_v
+    (B, H, Ts, D) are computed on the first step and only read afterwards.
+    Memory: the self-attention part as ``KVCache``, plus 2 * n_layer * B * Ts * H * D.
+    """
+
+    def __init__(self, n_layer, chunk=256, capacity=None):
+        super().__init__(n_layer, chunk, capacity)
+        self.cross = [None] * n_layer    # each (keys, values) (B, H, Ts, D) once computed
+
+    def cross_attention(self, layer, compute):
+        """Layer ``layer``'s cross-attention (keys, values): ``compute()`` on first use, then the stored pair."""
+        if self.cross[layer] is None:
+            self.cross[layer] = compute()
+        return self.cross[layer]
+
+    def clear(self):
+        super().clear()
+        self.cross = [None] * self.n_layer
