@@ -18,6 +18,13 @@ turns tasks into that question by writing a prompt:
     python demos/conditional_generation.py --model-dir path/to/gpt2   # config.json, model.safetensors,
                                                                       # vocab.json, merges.txt
     python demos/conditional_generation.py --untrained                # mechanics only, random weights
+    python demos/conditional_generation.py --model-dir path/to/flan-t5-small   # config.json,
+                                                                      # model.safetensors, tokenizer.json
+
+With a Flan-T5 folder (an encoder-decoder, instruction-tuned) the same three tasks
+are asked as instructions, the way Flan was trained: the encoder reads the
+instruction, the decoder writes the answer. Sentiment scores each label as the
+decoder's whole answer, log P(label </s> | instruction), normalised over the labels.
 
 Be honest about what to expect. These framings work because a *large* model
 saw millions of reviews, Q&A pages and "TL;DR" posts during pretraining. A
@@ -63,6 +70,11 @@ def load(args):
                              "(demos/train_shakespeare.py does)")
         model, _ = checkpoint.restore(ckpt)
         return model, tokenizer_from_dict(ckpt["tokenizer"]), f"checkpoint {args.ckpt}"
+    if args.model_dir and _model_type(args.model_dir) == "t5":
+        import minillm.hf
+        import minillm.tokenizers
+        return (minillm.hf.load(args.model_dir), minillm.tokenizers.load(args.model_dir),
+                f"T5 weights from {args.model_dir}")
     if args.model_dir:
         vocab, merges = (os.path.join(args.model_dir, name) for name in ("vocab.json", "merges.txt"))
         for path in (vocab, merges):
@@ -75,6 +87,56 @@ def load(args):
     tokenizer = CharTokenizer.from_text(load_corpus())
     config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=2, n_head=2, n_embd=32)
     return GPT(config, seed=args.seed), tokenizer, "an UNTRAINED char model (random weights)"
+
+
+def _model_type(directory):
+    """config.json's model_type of a Hugging Face folder (None without one)."""
+    from minillm.hf import files
+    try:
+        return files.read_config(directory)[0].get("model_type")
+    except FileNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------- an encoder-decoder (Flan-T5)
+
+def seq2seq_logprob(model, tokenizer, instruction, answer):
+    """log P(answer </s> | instruction) under an encoder-decoder, in nats (teacher forcing)."""
+    from minillm import functional as F
+    from minillm import no_grad
+    from minillm.backend import to_numpy
+    ids = numpy.array([tokenizer.encode(instruction)])                                  # (1, Ts) ends in </s>
+    target = tokenizer.encode(answer, add_special_tokens=False) + [model.config.eos_token_id]
+    decoder = numpy.array([[model.config.decoder_start_token_id] + target[:-1]])        # (1, Td)
+    with no_grad():
+        logp = to_numpy(F.log_softmax(model(ids, decoder), axis=-1).data)[0]             # (Td, V)
+    return float(sum(logp[t, token] for t, token in enumerate(target)))
+
+
+def instruct(model, tokenizer, instruction, max_new_tokens, args):
+    ids = numpy.array([tokenizer.encode(instruction)])
+    out = model.generate(ids, max_new_tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    return tokenizer.decode([int(t) for t in numpy.asarray(out)[0]])
+
+
+def encoder_decoder_tasks(model, tokenizer, labels, max_new_tokens, args):
+    print("\n== Sentiment: each label scored as the decoder's whole answer ==")
+    labels = [label.strip() for label in labels]
+    for sentence in SENTENCES + [NEUTRAL]:
+        instruction = f"Is the sentiment of the following sentence {' or '.join(labels)}?\n{sentence}"
+        scores = numpy.array([seq2seq_logprob(model, tokenizer, instruction, label) for label in labels])
+        probs = numpy.exp(scores - scores.max())
+        probs /= probs.sum()
+        shown = ", ".join(f"P({label})={p:.3f}" for label, p in zip(labels, probs))
+        tag = "  (calibration: no content)" if sentence == NEUTRAL else ""
+        print(f"  {sentence[:50]:<50} {shown}{tag}")
+    how = "greedy" if args.temperature == 0 else f"temperature {args.temperature}"
+    print(f"\n== Question answering ({how}, until </s>) ==")
+    for question in QUESTIONS:
+        print(f"  Q: {question}\n  A: {instruct(model, tokenizer, f'Answer the question: {question}', max_new_tokens, args)!r}")
+    print("\n== Summarisation ==")
+    summary = instruct(model, tokenizer, f"Summarize: {PASSAGE}", 2 * max_new_tokens, args)
+    print(f"  passage: {PASSAGE}\n  summary: {summary!r}")
 
 
 def generate_text(model, tokenizer, prompt, max_new_tokens, stop_at_newline, args):
@@ -137,7 +199,8 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ckpt", type=cli.existing_file, help="a minillm checkpoint (.npz) with its tokenizer")
-    source.add_argument("--model-dir", help="a Hugging Face GPT-2 folder (with vocab.json and merges.txt)")
+    source.add_argument("--model-dir", help="a Hugging Face GPT-2 folder (with vocab.json and merges.txt) or a T5 / "
+                        "Flan-T5 folder (with tokenizer.json)")
     source.add_argument("--untrained", action="store_true", help="random weights: shows the mechanics only")
     parser.add_argument("--max-new-tokens", type=cli.positive_int, default=None,
                         help="tokens to generate per answer (default: 60 for char models, 20 for BPE)")
@@ -157,6 +220,10 @@ def main(argv=None):
 def demo(args):
     model, tokenizer, what = load(args)
     model.eval()
+    if type(model).__name__ == "T5":
+        print(f"model: {what}; {model.num_parameters():,} parameters, an encoder-decoder, Unigram tokens")
+        encoder_decoder_tasks(model, tokenizer, args.labels.split(","), args.max_new_tokens or 20, args)
+        return
     char_level = type(tokenizer).__name__ == "CharTokenizer"
     max_new = args.max_new_tokens or (60 if char_level else 20)
     labels = [label if label.startswith(" ") else " " + label for label in args.labels.split(",")]
