@@ -20,19 +20,18 @@ pre-tokenisation and mapped to their own ids, so they are never split.
 ``decode`` joins the tokens' bytes and decodes UTF-8 (bytes that do not form
 valid UTF-8, e.g. half a character, become U+FFFD, as in GPT-2).
 """
-import json
-import os
 
 import regex
 
 from minillm.tokenizers.bpe_train import learn_merges, merge_pair
+from minillm.tokenizers.saving import SavesAsJSON
 from minillm.tokenizers.bytelevel import (
     GPT2_SPLIT_PATTERN, special_splitter, str_to_token, token_to_str)
 
 _CACHE_LIMIT = 200_000  # words kept in the per-word encoding cache
 
 
-class BPETokenizer:
+class BPETokenizer(SavesAsJSON):
     """Byte-level BPE tokenizer.
 
     vocab: list, id -> token bytes (every single byte must be present); an entry
@@ -255,16 +254,6 @@ class BPETokenizer:
             vocab.append(t)
         return cls(vocab, [tuple(m) for m in d["merges"]], d.get("special_tokens", {}),
                    d.get("pattern", GPT2_SPLIT_PATTERN))
-
-    def save(self, path):
-        """Write the tokenizer as JSON to ``path`` (see ``to_dict``)."""
-        with open(os.fspath(path), "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-
-    @classmethod
-    def load(cls, path):
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
     def save_gpt2(self, directory):
         """Write ``vocab.json`` + ``merges.txt`` in GPT-2's format (readable by ``from_gpt2``)."""

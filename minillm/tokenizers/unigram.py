@@ -23,13 +23,11 @@ between them is normalised (T5: SentencePiece's NFKC map) and pre-tokenised
 at every "▁"); the post-processor appends ``</s>``. ``decode`` turns "▁" back
 into spaces and drops the first one, skipping special tokens.
 """
-import json
-import os
-
 from minillm.tokenizers import normalizers
 from minillm.tokenizers.bytelevel import special_splitter
 from minillm.tokenizers.folder import TOKENIZER_JSON_READERS
 from minillm.tokenizers.gpt2_files import read_json_object
+from minillm.tokenizers.saving import SavesAsJSON
 
 UNKNOWN_PENALTY = 10.0   # tokenizers' K_UNK_PENALTY: an unknown edge scores min(score) - 10
 
@@ -72,7 +70,7 @@ def viterbi(word, ids, scores, max_len, unk_id, unk_score):
     return fused
 
 
-class UnigramTokenizer:
+class UnigramTokenizer(SavesAsJSON):
     """A tokenizer.json Unigram model with its pipeline.
 
     vocab: list of [piece, score]; unk_id; byte_fallback; the other arguments are
@@ -198,15 +196,6 @@ class UnigramTokenizer:
             got = d.get("type") if isinstance(d, dict) else type(d).__name__
             raise ValueError(f"expected a dict with type 'unigram', got {got!r}")
         return cls(**{k: v for k, v in d.items() if k != "type"})
-
-    def save(self, path):
-        with open(os.fspath(path), "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False)
-
-    @classmethod
-    def load(cls, path):
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
 
 def _template(post_processor):

@@ -1,0 +1,17 @@
+"""One JSON file per tokenizer: ``save(path)`` / ``load(path)`` around ``to_dict`` / ``from_dict``."""
+import json
+import os
+
+
+class SavesAsJSON:
+    """Mixin for a tokenizer with ``to_dict()`` and ``from_dict(d)``: write and read them as UTF-8 JSON."""
+
+    def save(self, path):
+        """Write the tokenizer as JSON to ``path`` (see ``to_dict``)."""
+        with open(os.fspath(path), "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path):
+        with open(os.fspath(path), encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
