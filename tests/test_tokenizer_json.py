@@ -112,7 +112,7 @@ def test_unsupported_pipelines_are_named_errors(tmp_path):
     for change, message in [
         (lambda d: d["model"].update(byte_fallback=True), "byte_fallback = true is SentencePiece-style BPE"),
         (lambda d: d.update(pre_tokenizer={"type": "Whitespace"}), "pre-tokenizer type 'Whitespace'"),
-        (lambda d: d.update(normalizer={"type": "Lowercase"}), "normalizer type 'Lowercase'"),
+        (lambda d: d.update(normalizer={"type": "BertNormalizer"}), "normalizer type 'BertNormalizer'"),
         (lambda d: d.update(post_processor={"type": "RobertaProcessing"}), "post_processor type 'RobertaProcessing'"),
     ]:
         broken = json.loads(json.dumps(data))

@@ -40,6 +40,8 @@ from minillm import functional as F
 from minillm.autograd import Tensor, is_grad_enabled
 from minillm.backend import xp
 from minillm.nn import Module, ModuleList, Linear, Embedding, RMSNorm, Dropout
+from minillm.models.config import (ModelConfig, check_bools, check_dropout, check_dtype, check_positive_ints,
+                                   check_positive_numbers)
 from minillm.nn.attention import MultiHeadAttention, split_heads, merge_heads
 from minillm.shapes import shape_text
 
@@ -49,7 +51,7 @@ _INT_FIELDS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_decod
 
 
 @dataclasses.dataclass
-class T5Config:
+class T5Config(ModelConfig):
     """The shape of a T5; field names are Hugging Face's. Validated; errors name the field.
 
     d_model C, d_kv D (per head; H * D need not be C), d_ff (feed-forward width),
@@ -85,39 +87,26 @@ class T5Config:
             self.num_decoder_layers = self.num_layers
         if self.scale_decoder_outputs is None:
             self.scale_decoder_outputs = self.tie_word_embeddings
-        for field in _INT_FIELDS:
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"T5Config.{field} must be an integer, got {value!r}")
-            if value < 1:
-                raise ValueError(f"T5Config.{field} must be positive, got {value}")
+        check_positive_ints(self, _INT_FIELDS)
         if self.relative_attention_num_buckets < 4:
-            raise ValueError(f"T5Config.relative_attention_num_buckets must be >= 4 (half exact, half "
-                             f"logarithmic, each way in the encoder), got {self.relative_attention_num_buckets}")
+            raise ValueError(f"relative_attention_num_buckets must be >= 4 (half exact, half logarithmic, "
+                             f"each way in the encoder), got {self.relative_attention_num_buckets}")
         for field in ("pad_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < self.vocab_size:
-                raise ValueError(f"T5Config.{field} must be a token id in [0, {self.vocab_size}), got {value!r}")
+                raise ValueError(f"{field} must be a token id in [0, {self.vocab_size}), got {value!r}")
         if self.feed_forward_proj not in FEED_FORWARDS:
-            raise ValueError(f"T5Config.feed_forward_proj {self.feed_forward_proj!r} is not supported; "
+            raise ValueError(f"feed_forward_proj {self.feed_forward_proj!r} is not supported; "
                              f"expected one of {FEED_FORWARDS}")
-        for field in ("tie_word_embeddings", "scale_decoder_outputs"):
-            if not isinstance(getattr(self, field), bool):
-                raise TypeError(f"T5Config.{field} must be True or False, got {getattr(self, field)!r}")
-        if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"T5Config.dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
-        if not self.layer_norm_epsilon > 0:
-            raise ValueError(f"T5Config.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"T5Config.dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        check_bools(self, ("tie_word_embeddings", "scale_decoder_outputs"))
+        check_dropout(self, "dropout_rate")
+        check_positive_numbers(self, ("layer_norm_epsilon",))
+        check_dtype(self)
 
     @property
     def n_layer(self):
         """Decoder layers: the number of layers a generation cache holds."""
         return self.num_decoder_layers
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
 
 
 def relative_position_bucket(relative_position, bidirectional, num_buckets, max_distance):

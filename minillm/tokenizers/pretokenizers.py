@@ -10,18 +10,26 @@ library's pre-tokenizers of the same names:
     Digits(individual_digits)    digits alone (True: "2024" -> "2" "0" "2" "4"; SmolLM) or in runs
     ByteLevel(add_prefix_space, use_regex)
                                  an optional leading space for each chunk, then GPT-2's pattern
+    Metaspace(replacement, prepend_scheme, split)
+                                 SentencePiece's spaces (T5): " " -> "▁", a "▁" before each chunk,
+                                 a new chunk at every "▁"
+    WhitespaceSplit              cut at runs of whitespace, which are dropped
 
-Normalisers: none, or a Unicode normal form (NFC for Qwen2). Anything else is
-a ValueError naming the type: minillm never encodes with a silently different
-tokenizer.
+Normalisers: none, a Unicode normal form (NFC for Qwen2), Lowercase, Strip,
+Replace, Prepend, and SentencePiece's ``Precompiled`` map (T5; ``precompiled.py``).
+Anything else is a ValueError naming the type: minillm never encodes with a
+silently different tokenizer.
 """
+import base64
 import unicodedata
 
 import regex
 
 from minillm.tokenizers.bytelevel import GPT2_SPLIT_PATTERN
+from minillm.tokenizers.precompiled import Precompiled
 
 UNICODE_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
+METASPACE = "\u2581"   # "▁", SentencePiece's visible space
 
 
 def split_isolated(chunks, pattern):
@@ -45,6 +53,26 @@ def byte_level(chunks, add_prefix_space, use_regex):
     if add_prefix_space:
         chunks = [chunk if chunk.startswith(" ") else " " + chunk for chunk in chunks]
     return split_isolated(chunks, regex.compile(GPT2_SPLIT_PATTERN)) if use_regex else chunks
+
+
+def metaspace(chunks, replacement, prepend, split):
+    """Each " " becomes ``replacement``; with ``prepend`` a chunk that does not start with it
+    gets one ("always"), or only the first chunk does ("first"); with ``split`` a new chunk
+    starts at every ``replacement``."""
+    out = []
+    for i, chunk in enumerate(chunks):
+        chunk = chunk.replace(" ", replacement)
+        if (prepend == "always" or (prepend == "first" and i == 0)) and chunk and not chunk.startswith(replacement):
+            chunk = replacement + chunk
+        out += [p for p in regex.split(f"(?={regex.escape(replacement)})", chunk) if p] if split else [chunk]
+    return [chunk for chunk in out if chunk]
+
+
+def metaspace_prepend(spec):
+    """Metaspace's prepend scheme: "always", "first" or "never" (older files: add_prefix_space)."""
+    if "prepend_scheme" in spec:
+        return spec["prepend_scheme"]
+    return "always" if spec.get("add_prefix_space", True) else "never"
 
 
 def chain(steps):
@@ -84,8 +112,13 @@ def pre_tokenizer(spec, where="pre_tokenizer"):
     if kind == "ByteLevel":
         add_prefix_space, use_regex = spec.get("add_prefix_space", False), spec.get("use_regex", True)
         return lambda chunks: byte_level(chunks, add_prefix_space, use_regex)
+    if kind == "Metaspace":
+        replacement, prepend = spec.get("replacement", METASPACE), metaspace_prepend(spec)
+        return lambda chunks: metaspace(chunks, replacement, prepend, spec.get("split", True))
+    if kind == "WhitespaceSplit":
+        return lambda chunks: [word for chunk in chunks for word in chunk.split()]
     raise ValueError(f"{where}: pre-tokenizer type {kind!r} is not supported; minillm reads "
-                     f"Sequence, Split, Digits and ByteLevel")
+                     f"Sequence, Split, Digits, ByteLevel, Metaspace and WhitespaceSplit")
 
 
 def normalizer(spec, where="normalizer"):
@@ -97,5 +130,23 @@ def normalizer(spec, where="normalizer"):
         return chain([normalizer(step, where) for step in spec["normalizers"]])
     if kind in UNICODE_FORMS:
         return lambda text: unicodedata.normalize(kind, text)
+    if kind == "Lowercase":
+        return str.lower
+    if kind == "Strip":
+        left, right = spec.get("strip_left", True), spec.get("strip_right", True)
+
+        def strip(text):
+            text = text.lstrip() if left else text
+            return text.rstrip() if right else text
+        return strip
+    if kind == "Replace":
+        pattern, content = _pattern(spec["pattern"], where), spec["content"]
+        return lambda text: pattern.sub(lambda _: content, text)
+    if kind == "Prepend":
+        return lambda text: spec["prepend"] + text if text else text
+    if kind == "Precompiled":
+        charsmap = spec.get("precompiled_charsmap")
+        return Precompiled(base64.b64decode(charsmap)) if charsmap else (lambda text: text)
     raise ValueError(f"{where}: normalizer type {kind!r} is not supported; minillm reads none, "
-                     f"{', '.join(UNICODE_FORMS)} and a Sequence of them")
+                     f"{', '.join(UNICODE_FORMS)}, Lowercase, Strip, Replace, Prepend, Precompiled "
+                     f"and a Sequence of them")

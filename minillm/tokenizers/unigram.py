@@ -16,18 +16,20 @@ min(score) - 10; consecutive unknowns are fused into one ``<unk>``. With
 ``byte_fallback`` an unknown piece becomes its UTF-8 bytes, the pieces
 ``<0x41>`` ..., when the vocabulary has them all.
 
-Around the model, the file's pipeline (``normalizers.py``): added tokens
+Around the model, the file's pipeline (``pretokenizers.py``): added tokens
 (``</s>``, ``<extra_id_0>``, ...) are cut out of the text first; each stretch
 between them is normalised (T5: SentencePiece's NFKC map) and pre-tokenised
 (Metaspace: each space becomes "▁", a "▁" is prepended, a new piece starts
 at every "▁"); the post-processor appends ``</s>``. ``decode`` turns "▁" back
 into spaces and drops the first one, skipping special tokens.
 """
-from minillm.tokenizers import normalizers
 from minillm.tokenizers.bytelevel import special_splitter
 from minillm.tokenizers.folder import TOKENIZER_JSON_READERS
 from minillm.tokenizers.gpt2_files import read_json_object
+from minillm.tokenizers import pretokenizers
+from minillm.tokenizers.pretokenizers import METASPACE, metaspace_prepend
 from minillm.tokenizers.saving import SavesAsJSON
+from minillm.tokenizers.tokenizer_json import _template
 
 UNKNOWN_PENALTY = 10.0   # tokenizers' K_UNK_PENALTY: an unknown edge scores min(score) - 10
 
@@ -79,6 +81,7 @@ class UnigramTokenizer(SavesAsJSON):
 
     def __init__(self, vocab, unk_id=None, byte_fallback=False, added_tokens=(), normalizer=None,
                  pre_tokenizer=None, post_processor=None, decoder=None):
+        normalizer_spec, pre_tokenizer_spec = normalizer, pre_tokenizer   # the file's entries
         self.pieces = [str(piece) for piece, _ in vocab]
         self.scores = [float(score) for _, score in vocab]
         if not self.pieces:
@@ -91,15 +94,16 @@ class UnigramTokenizer(SavesAsJSON):
             self.ids.setdefault(piece, i)
         self.max_len = max(len(p) for p in self.pieces)
         self.unk_score = min(self.scores) - UNKNOWN_PENALTY
-        self.spec = dict(added_tokens=list(added_tokens), normalizer=normalizer, pre_tokenizer=pre_tokenizer,
-                         post_processor=post_processor, decoder=decoder)
+        self.spec = dict(added_tokens=list(added_tokens), normalizer=normalizer_spec,
+                         pre_tokenizer=pre_tokenizer_spec, post_processor=post_processor, decoder=decoder)
         self.added = {t["content"]: int(t["id"]) for t in added_tokens}
         self.special_ids = {int(t["id"]) for t in added_tokens if t.get("special", False)}
         self._split_added = special_splitter(self.added)
-        self._normalize = normalizers.normalizer(normalizer)
-        self._pre_tokenize = normalizers.pre_tokenizer(pre_tokenizer)
-        self._prefix, self._suffix = _template(post_processor)
-        self._decode_prepend = decoder is not None and normalizers.metaspace_prepend(decoder) != "never"
+        self._normalize = pretokenizers.normalizer(normalizer_spec)
+        self._pre_tokenize = pretokenizers.pre_tokenizer(pre_tokenizer_spec)
+        self._pre_tokenize_later = pretokenizers.pre_tokenizer(_first_to_never(pre_tokenizer_spec))   # after an added token
+        self._prefix, self._suffix = _template(post_processor, "post_processor")
+        self._decode_prepend = decoder is not None and metaspace_prepend(decoder) != "never"
 
     @classmethod
     def from_tokenizer_json(cls, data, path="tokenizer.json"):
@@ -150,7 +154,8 @@ class UnigramTokenizer(SavesAsJSON):
             if k % 2:              # an added token, matched on the raw text
                 ids.append(self.added[part])
             elif part:
-                for word in self._pre_tokenize(self._normalize(part), offset == 0):
+                pre_tokenize = self._pre_tokenize if offset == 0 else self._pre_tokenize_later
+                for word in pre_tokenize([self._normalize(part)]):
                     ids.extend(self._word_ids(word))
             offset += len(part)
         return self._prefix + ids + self._suffix if add_special_tokens else ids
@@ -181,7 +186,7 @@ class UnigramTokenizer(SavesAsJSON):
             text.append(piece)
         if pending:
             text.append(pending.decode("utf-8", errors="replace"))
-        out = "".join(text).replace(normalizers.METASPACE, " ")
+        out = "".join(text).replace(METASPACE, " ")
         return out[1:] if self._decode_prepend and out.startswith(" ") else out
 
     # --- serialisation -----------------------------------------------------
@@ -198,21 +203,16 @@ class UnigramTokenizer(SavesAsJSON):
         return cls(**{k: v for k, v in d.items() if k != "type"})
 
 
-def _template(post_processor):
-    """TemplateProcessing's "single" template -> (ids before, ids after) the text's."""
-    if post_processor is None:
-        return [], []
-    if post_processor.get("type") != "TemplateProcessing":
-        raise ValueError(f"tokenizer.json post_processor type {post_processor.get('type')!r} is not supported "
-                         f"with a Unigram model; minillm reads TemplateProcessing")
-    before, after, seen = [], [], False
-    for item in post_processor["single"]:
-        if "Sequence" in item:
-            seen = True
-        else:
-            name = item["SpecialToken"]["id"]
-            (after if seen else before).extend(post_processor["special_tokens"][name]["ids"])
-    return before, after
+def _first_to_never(spec):
+    """The pre-tokenizer spec for text after the first added token: Metaspace's "first" scheme
+    prepends "▁" only at the very start of the input, so there it becomes "never"."""
+    if not isinstance(spec, dict):
+        return spec
+    if spec.get("type") == "Metaspace" and metaspace_prepend(spec) == "first":
+        return {**spec, "prepend_scheme": "never"}
+    if spec.get("type") == "Sequence":
+        return {**spec, "pretokenizers": [_first_to_never(step) for step in spec["pretokenizers"]]}
+    return spec
 
 
 def read_tokenizer_json(directory, path):
