@@ -7,6 +7,7 @@
     from minillm import GPT, GPTConfig
     from minillm import Llama, LlamaConfig
     from minillm import Mixtral, MixtralConfig
+    from minillm import Bert, BertConfig
     minillm.optim.AdamW, minillm.hf.load, minillm.tokenizers.BPETokenizer, ...   # every public submodule
 """
 from minillm import backend
@@ -15,6 +16,7 @@ from minillm.gradcheck import gradcheck
 from minillm.models import GPT, GPTConfig
 from minillm.models import Llama, LlamaConfig
 from minillm.models import Mixtral, MixtralConfig
+from minillm.models import Bert, BertConfig
 # The public submodules, so that ``import minillm`` is enough for ``minillm.optim.AdamW``
 # (as ``torch.optim`` after ``import torch``); listed in layer order (tests/test_layering.py).
 from minillm import shapes, functional, nn, optim, kvcache, models, sampling, generation
@@ -23,4 +25,4 @@ from minillm import checkpoint, distributed, train, lora, hf, finetune, evaluate
 from minillm import ngram, half_precision, memory, energy, filters, fairness
 
 __all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig",
-           "Llama", "LlamaConfig", "Mixtral", "MixtralConfig"]
+           "Llama", "LlamaConfig", "Mixtral", "MixtralConfig", "Bert", "BertConfig"]

@@ -7,6 +7,7 @@
     gpt2        the GPT-2 converter: config keys and tensor names
     llama       the Llama converter (RoPE settings both spellings, Linear weights transposed)
     mixtral     the Mixtral converter (Llama's, plus the experts: per-expert w1/w2/w3 and the router)
+    bert        the BERT converter (BertForMaskedLM, BertModel, BertForSequenceClassification folders)
 
 A converter is a module with ``MODEL_CLASS``, ``load(directory, dtype)`` and
 ``save(model, directory)``. Adding a family is a file ``hf/<family>.py`` and
@@ -22,6 +23,7 @@ CONVERTERS = {  # config.json "model_type" -> the converter module
     "llama": "minillm.hf.llama",
     "qwen2": "minillm.hf.llama",     # a Llama with q/k/v biases
     "mixtral": "minillm.hf.mixtral",
+    "bert": "minillm.hf.bert",
 }
 
 
