@@ -7,6 +7,7 @@
   trained with ``bpe_train.py`` or read from GPT-2's ``vocab.json`` / ``merges.txt``.
 - ``HFBPETokenizer``: the byte-level BPE of a Hugging Face ``tokenizer.json``
   (``tokenizer_json.py``; Llama 3, SmolLM, Qwen2), registered as the folder reader for "BPE".
+- ``WordPieceTokenizer``: BERT's WordPiece from a ``vocab.txt`` (``wordpiece.py``).
 
 ``load(directory)`` (``folder.py``) reads the tokenizer of a Hugging Face model
 folder: ``tokenizer.json``, ``vocab.json`` + ``merges.txt``, or ``vocab.txt``.
@@ -20,12 +21,14 @@ from minillm.tokenizers.bpe import BPETokenizer
 from minillm.tokenizers.char import CharTokenizer
 from minillm.tokenizers.folder import load
 from minillm.tokenizers.tokenizer_json import HFBPETokenizer
+from minillm.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "load",
-           "HFBPETokenizer"]
+           "HFBPETokenizer", "WordPieceTokenizer"]
 
 _TYPES = {"char": CharTokenizer, "bpe": BPETokenizer}
 _TYPES["tokenizer_json"] = HFBPETokenizer
+_TYPES["wordpiece"] = WordPieceTokenizer
 
 
 def tokenizer_from_dict(d):
