@@ -93,3 +93,43 @@ def masked_accuracy(logits, targets, ignore_index=IGNORE_INDEX):
     counted = targets != ignore_index
     correct = (numpy.asarray(logits).argmax(axis=-1) == targets) & counted
     return int(correct.sum()), int(counted.sum())
+
+
+def mlm_batch(data_ids, batch_size, seq_len, rng, cls_id, sep_id, mask_id, vocab_size, special_ids,
+              mlm_probability=0.15):
+    """A pretraining batch from a long id stream: ``batch_size`` random windows of
+    ``seq_len - 2`` tokens, each as [CLS] window [SEP], then ``mask_tokens``.
+    Returns (inputs, targets), host int64 (B, seq_len); no padding is needed."""
+    data_ids = numpy.asarray(data_ids)
+    if seq_len < 3 or len(data_ids) < seq_len:
+        raise ValueError(f"seq_len ({seq_len}) must be at least 3 and at most the data's {len(data_ids)} tokens")
+    starts = rng.integers(0, len(data_ids) - seq_len + 3, size=batch_size)            # (B,)
+    windows = data_ids[starts[:, None] + numpy.arange(seq_len - 2)[None, :]]           # (B, T - 2)
+    column = numpy.ones((batch_size, 1), dtype=numpy.int64)
+    ids = numpy.concatenate([cls_id * column, windows, sep_id * column], axis=1)      # (B, T)
+    return mask_tokens(ids, rng, mask_id, vocab_size, special_ids, mlm_probability=mlm_probability)
+
+
+def fill_mask(model, ids, mask_id, top_k=5, attention_mask=None):
+    """The ``top_k`` most probable tokens at each [MASK] of one sequence ``ids`` (list or 1-D array).
+
+    Returns [(position, [(token id, probability), ...]), ...], one entry per [MASK],
+    computed in eval mode without a graph (the model's training mode is restored)."""
+    from minillm.autograd import no_grad
+    from minillm.backend import to_numpy
+
+    ids = numpy.asarray(ids, dtype=numpy.int64)[None, :]                               # (1, T)
+    positions = numpy.flatnonzero(ids[0] == mask_id)
+    if len(positions) == 0:
+        raise ValueError("the text has no [MASK] token to fill")
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            logits = to_numpy(model(ids, attention_mask).data)[0, positions]          # (M, V)
+    finally:
+        model.train(was_training)
+    probs = numpy.exp(logits - logits.max(axis=-1, keepdims=True))
+    probs /= probs.sum(axis=-1, keepdims=True)
+    best = numpy.argsort(-probs, axis=-1, kind="stable")[:, :top_k]                   # (M, k)
+    return [(int(p), [(int(i), float(probs[m, i])) for i in best[m]]) for m, p in enumerate(positions)]
