@@ -111,7 +111,11 @@ class MaskableText:
 
 def show_fill_mask(model, text, prompts, say):
     for prompt in prompts:
-        for position, best in fill_mask(model, text.encode_prompt(prompt), text.special["[MASK]"], top_k=5):
+        ids = text.encode_prompt(prompt)
+        if len(ids) > model.config.max_position_embeddings:
+            say(f"  {prompt:<46} (skipped: {len(ids)} tokens, more than --seq-len)")
+            continue
+        for position, best in fill_mask(model, ids, text.special["[MASK]"], top_k=5):
             guesses = ", ".join(f"{text.token_text(i)!r} {p:.2f}" for i, p in best)
             say(f"  {prompt:<46} -> {guesses}")
 

@@ -1,0 +1,79 @@
+"""The BERT demos end to end with tiny settings (seconds): pretrain_mlm.py writes a model that
+minillm.hf loads, fill_mask.py reads a BERT folder (and refuses others with exit status 2),
+encoder_vs_decoder.py prints its table."""
+import importlib.util
+import json
+import os
+
+import numpy
+import pytest
+
+import minillm.hf
+from minillm import Bert, BertConfig, GPT, GPTConfig
+from minillm.tokenizers.wordpiece import SPECIAL_TOKENS
+
+
+def demo(name):
+    path = os.path.join(os.path.dirname(__file__), "..", "demos", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"demo_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_pretrain_mlm_runs_and_saves_a_loadable_model(tmp_path, capsys, tokenizer):
+    demo("pretrain_mlm").main(["--tokenizer", tokenizer, "--vocab-size", "270", "--iters", "3", "--eval-every", "2",
+                               "--eval-batches", "1", "--batch-size", "4", "--seq-len", "12", "--n-layer", "1",
+                               "--n-embd", "16", "--n-head", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "fill-mask before training" in out and "fill-mask after training" in out and "accuracy" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["step"] == [0, 2, 3] and len(metrics["train_loss"]) == 3
+    assert (tmp_path / "mlm_curves.png").is_file()
+    model = minillm.hf.load(tmp_path / "model")
+    assert isinstance(model, Bert) and model.config.max_position_embeddings == 12
+
+
+def test_pretrain_mlm_flag_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        demo("pretrain_mlm").parse_args(["--seq-len", "2"])
+    assert e.value.code == 2 and "--seq-len must be at least 3" in capsys.readouterr().err
+
+
+def bert_folder(path):
+    vocab = list(SPECIAL_TOKENS) + ["to", "be", "or", "not", ",", ".", "the", "##s"]
+    Bert(BertConfig(vocab_size=len(vocab), max_position_embeddings=16, n_layer=1, n_head=2, n_embd=8)
+         ).save_pretrained(path)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return path
+
+
+def test_fill_mask_reads_a_bert_folder(tmp_path, capsys):
+    folder = bert_folder(tmp_path / "bert")
+    assert demo("fill_mask").main(["--model-dir", str(folder), "--text", "To be, or not to [MASK].",
+                                   "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "[MASK] at token 7:" in out and out.count(" 0.") >= 3
+
+
+def test_fill_mask_refuses_other_folders_and_bad_flags(tmp_path, capsys):
+    GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=4)).save_pretrained(tmp_path / "gpt2")
+    assert demo("fill_mask").main(["--model-dir", str(tmp_path / "gpt2")]) == 2
+    assert "fill_mask.py: error: --model-dir" in capsys.readouterr().err
+    folder = bert_folder(tmp_path / "bert")
+    assert demo("fill_mask").main(["--model-dir", str(folder), "--text", "to " * 20 + "[MASK]"]) == 2
+    assert "more than the model's max_position_embeddings 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        demo("fill_mask").main(["--model-dir", str(tmp_path / "nowhere")])
+    assert e.value.code == 2
+
+
+def test_encoder_vs_decoder_prints_its_table(tmp_path, capsys):
+    demo("encoder_vs_decoder").main(["--pretrain-seconds", "0.3", "--finetune-seconds", "0.3", "--n-train", "8",
+                                     "--n-test", "2", "--n-layer", "1", "--n-embd", "16", "--passage-len", "16",
+                                     "--batch-size", "4", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| decoder (GPT), last-token head |" in out and "| encoder (BERT), [CLS] head |" in out
+    rows = json.loads((tmp_path / "encoder_vs_decoder.json").read_text())["rows"]
+    assert len(rows) == 2 and all(0.0 <= numpy.float64(r[4]) <= 1.0 and r[2] >= 1 for r in rows)
