@@ -1,9 +1,7 @@
 """The BERT demos end to end with tiny settings (seconds): pretrain_mlm.py writes a model that
 minillm.hf loads, fill_mask.py reads a BERT folder (and refuses others with exit status 2),
 encoder_vs_decoder.py prints its table."""
-import importlib.util
 import json
-import os
 
 import numpy
 import pytest
@@ -11,14 +9,7 @@ import pytest
 import minillm.hf
 from minillm import Bert, BertConfig, GPT, GPTConfig
 from minillm.tokenizers.wordpiece import SPECIAL_TOKENS
-
-
-def demo(name):
-    path = os.path.join(os.path.dirname(__file__), "..", "demos", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"demo_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.test_finetune import _demo as demo  # a demo file imported as a module
 
 
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])

@@ -36,12 +36,10 @@ from minillm import backend
 from minillm import functional as F
 from minillm.autograd import Tensor
 from minillm.backend import xp
-from minillm.models.gpt2 import GPTConfig
+from minillm.models.gpt2 import DTYPES, GPTConfig
 from minillm.nn import Module, ModuleList, Parameter, Linear, Embedding, LayerNorm, Dropout
 from minillm.nn.attention import MultiHeadAttention, split_heads
 from minillm.shapes import shape_text
-
-DTYPES = ("float32", "float64")
 
 
 @dataclasses.dataclass
@@ -106,10 +104,6 @@ class BertConfig:
         if str(self.dtype) not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         self.dtype = str(self.dtype)
-
-    @property
-    def head_dim(self):
-        return self.n_embd // self.n_head
 
     # the same dict/JSON round trip as GPTConfig's (unknown or missing keys are errors naming them)
     to_dict, to_json = GPTConfig.to_dict, GPTConfig.to_json
