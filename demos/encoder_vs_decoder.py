@@ -21,7 +21,8 @@ a few percent), each
    the only position that has seen the whole passage), the encoder through
    [CLS] (pooler, then ``classifier``: every position sees the whole passage).
 
-Time, not steps, is what is equal: the counts of steps each got are printed.
+Time, not steps, is what is equal (CPU time of this process, so that other
+programs on a shared machine do not tilt it): the steps each got are printed.
 Prints the table and writes ``--out/encoder_vs_decoder.json``.
 """
 import argparse
@@ -49,8 +50,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", choices=("genre", "play"), default="genre")
     p.add_argument("--out", default=os.path.join("out", "encoder_vs_decoder"))
-    p.add_argument("--pretrain-seconds", type=float, default=75.0, help="pretraining time of each model")
-    p.add_argument("--finetune-seconds", type=float, default=45.0, help="finetuning time of each model")
+    p.add_argument("--pretrain-seconds", type=float, default=75.0, help="pretraining CPU seconds of each model")
+    p.add_argument("--finetune-seconds", type=float, default=45.0, help="finetuning CPU seconds of each model")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--passage-len", type=int, default=64, help="characters per passage (= GPT's block size)")
     p.add_argument("--n-train", type=int, default=400, help="training passages per play (on average)")
@@ -74,9 +75,11 @@ def parse_args(argv=None):
 
 
 def train_for(seconds, step):
-    """Call ``step()`` until ``seconds`` of training have passed; returns (steps, last loss)."""
-    steps, loss, start = 0, float("nan"), time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    """Call ``step()`` until ``seconds`` of this process's CPU time have passed; returns
+    (steps, last loss). CPU time, not wall time: on a shared machine another program's
+    load would otherwise decide which model gets more computation."""
+    steps, loss, start = 0, float("nan"), time.process_time()
+    while time.process_time() - start < seconds:
         loss = step()
         steps += 1
     return steps, loss
@@ -175,8 +178,8 @@ def main(argv=None):
     chance = numpy.bincount(test_y).max() / len(test_y)
     print(f"\n{args.task} of a {args.passage_len}-character passage, {len(test_y)} test passages "
           f"(chance {chance:.1%}); every weight finetuned")
-    print(f"| model | parameters | pretraining steps ({args.pretrain_seconds:.0f} s) | finetuning steps "
-          f"({args.finetune_seconds:.0f} s) | test accuracy |\n| --- | ---: | ---: | ---: | ---: |")
+    print(f"| model | parameters | pretraining steps ({args.pretrain_seconds:.0f} CPU s) | finetuning steps "
+          f"({args.finetune_seconds:.0f} CPU s) | test accuracy |\n| --- | ---: | ---: | ---: | ---: |")
     for name, n, pre, fine, acc in rows:
         print(f"| {name} | {n:,} | {pre} | {fine} | {acc:.1%} |")
     os.makedirs(args.out, exist_ok=True)

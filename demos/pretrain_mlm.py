@@ -187,7 +187,10 @@ def main(argv=None):
     train_seconds = time.perf_counter() - train_start
     print("fill-mask after training:")
     show_fill_mask(model, text, prompts, print)
-    print(f"masked-token accuracy {history['val_accuracy'][0]:.1%} -> {history['val_accuracy'][-1]:.1%}, "
+    targets = numpy.concatenate([t[t != -100] for _, t in val_batches])
+    baseline = numpy.bincount(targets).max() / len(targets)          # always the most frequent token
+    print(f"masked-token accuracy {history['val_accuracy'][0]:.1%} -> {history['val_accuracy'][-1]:.1%} "
+          f"(always guessing the most frequent token: {baseline:.1%}), "
           f"loss {history['val_loss'][0]:.3f} -> {history['val_loss'][-1]:.3f}; training {train_seconds:.0f} s "
           f"({1000 * train_seconds / args.iters:.0f} ms/step), total {time.perf_counter() - started:.0f} s")
 
@@ -195,7 +198,7 @@ def main(argv=None):
     model.save_pretrained(os.path.join(args.out, "model"))
     text.tok.save(os.path.join(args.out, "tokenizer.json"))
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
-        json.dump({**history, "train_seconds": train_seconds, "special_ids": text.special,
+        json.dump({**history, "train_seconds": train_seconds, "most_frequent_baseline": baseline, "special_ids": text.special,
                    "tokenizer": args.tokenizer}, f)
     plot(history, os.path.join(args.out, "mlm_curves.png"))
     print(f"wrote {args.out}/model, tokenizer.json, metrics.json, mlm_curves.png")

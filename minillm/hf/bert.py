@@ -23,7 +23,9 @@ embedding tables is transposed, both ways.
 ``save`` writes every parameter (pooler, MLM head and classifier included)
 under the prefixed names, with "architectures" ``BertForMaskedLM`` (or
 ``BertForSequenceClassification`` when the model has a classifier); with
-``architecture="BertModel"`` it writes only the encoder, unprefixed.
+``architecture="BertModel"`` it writes only the encoder, unprefixed. (transformers'
+``BertForMaskedLM`` has no pooler: it lists ``bert.pooler.*`` as unexpected and
+ignores them; they are written so that minillm's own round trip loses nothing.)
 
 Only BERT's own architecture is accepted: hidden_act "gelu" (the erf form),
 absolute positions, an encoder (not a decoder, no cross-attention), the MLM
