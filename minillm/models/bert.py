@@ -143,6 +143,8 @@ class ResidualLayerNorm(Module):
 
 
 class BertAttention(Module):
+    """LayerNorm(x + dense(self-attention(x))): ``attention.self`` and ``attention.output``."""
+
     def __init__(self, config, rng, dropout_rng):
         super().__init__()
         self.self = BertSelfAttention(config, rng, dropout_rng)
@@ -164,6 +166,8 @@ class Intermediate(Module):
 
 
 class BertLayer(Module):
+    """One post-LN encoder layer: the attention half, then the MLP half (intermediate, output)."""
+
     def __init__(self, config, rng, dropout_rng):
         super().__init__()
         self.attention = BertAttention(config, rng, dropout_rng)
@@ -194,6 +198,8 @@ class Embeddings(Module):
 
 
 class Encoder(Module):
+    """The stack of ``n_layer`` BertLayers (HF's ``encoder.layer.{i}``)."""
+
     def __init__(self, config, rng, dropout_rng):
         super().__init__()
         self.layer = ModuleList(BertLayer(config, rng, dropout_rng) for _ in range(config.n_layer))
@@ -216,6 +222,8 @@ class Pooler(Module):
 
 
 class PredictionHeadTransform(Module):
+    """LayerNorm(gelu(dense(h))): the MLM head's first half (HF's ``cls.predictions.transform``)."""
+
     def __init__(self, config, rng):
         super().__init__()
         self.dense = Linear(config.n_embd, config.n_embd, True, rng, 0.02, config.dtype)
@@ -226,7 +234,8 @@ class PredictionHeadTransform(Module):
 
 
 class MLMPredictions(Module):
-    """The decoder's weight is the word-embedding table (tied, passed in); its bias is ``bias``."""
+    """transform(h) @ word_embeddings^T + bias: the decoder's weight is the word-embedding
+    table (tied, passed in by the model), its bias this module's ``bias``."""
 
     def __init__(self, config, rng):
         super().__init__()
@@ -238,6 +247,8 @@ class MLMPredictions(Module):
 
 
 class MLMHead(Module):
+    """A container, for HF's names: ``cls.predictions.*``."""
+
     def __init__(self, config, rng):
         super().__init__()
         self.predictions = MLMPredictions(config, rng)
