@@ -106,6 +106,8 @@ def test_input_errors_name_the_problem():
         model(np.array([[1, -1]]))
     with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 4\); expected \(2, 5\)"):
         model(IDX, MASK[:, :4])
+    with pytest.raises(TypeError, match="attention_mask must hold ints or bools .* got float64"):
+        model(IDX, MASK.astype(float))
     with pytest.raises(ValueError, match=r"token type id 2 is outside the vocabulary \[0, 2\)"):
         model(IDX, MASK, np.full((2, 5), 2))
     with pytest.raises(TypeError, match="needs a BertConfig"):

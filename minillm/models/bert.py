@@ -294,6 +294,9 @@ class Bert(Module):
             if attention_mask.shape != idx.shape:
                 raise ValueError(f"attention_mask has shape {shape_text(attention_mask.shape)}; expected "
                                  f"{shape_text(idx.shape)} like idx (1 = real token, 0 = padding)")
+            if not (attention_mask.dtype == bool or backend.is_integer(attention_mask)):
+                raise TypeError(f"attention_mask must hold ints or bools (1 = real token, 0 = padding), "
+                                f"got {attention_mask.dtype}")
         if token_type_ids is None:
             token_type_ids = xp.zeros(idx.shape, dtype=idx.dtype)
         token_type_ids = xp.asarray(token_type_ids)
