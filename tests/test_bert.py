@@ -2,6 +2,8 @@
 may and may not change, bidirectionality, the heads, and clear errors."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minillm import Bert, BertConfig, Tensor, backend, gradcheck, no_grad
 
@@ -29,6 +31,19 @@ def test_every_parameter_gradient_matches_central_differences_with_padding():
         p.data += np.random.default_rng(p.size).normal(0, 0.1, p.shape)
     gradcheck(lambda *_: model(IDX, MASK, IDX % 2), *params, seed=3)
     gradcheck(lambda *_: model.classify(IDX, MASK), *params, seed=4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(B=st.integers(1, 2), T=st.integers(1, 4), n_head=st.sampled_from([1, 2]), data=st.data())
+def test_a_padded_encoder_layer_passes_gradcheck_on_hypothesis_shapes(B, T, n_head, data):
+    """One post-LN layer (masked bidirectional attention, erf GELU) w.r.t. its input, any
+    padding pattern (a fully padded row included), random upstream gradient."""
+    model = tiny(n_head=n_head)
+    key_mask = np.array(data.draw(st.lists(st.lists(st.integers(0, 1), min_size=T, max_size=T),
+                                           min_size=B, max_size=B)))                # (B, T)
+    x = Tensor(np.random.default_rng(T).standard_normal((B, T, 4)), requires_grad=True)
+    layer = model.encoder.layer[0]
+    gradcheck(lambda x: layer(x, backend.asarray(key_mask)), x, seed=B * T)
 
 
 def test_padded_positions_get_zero_gradient_and_do_not_change_real_outputs():
