@@ -112,6 +112,8 @@ def test_errors_name_the_problem(tmp_path):
         tok.decode([5])
     with pytest.raises(TypeError, match="text must be a str"):
         tok.encode(b"bytes")
+    with pytest.raises(ValueError, match="missing the 'vocab' field"):
+        tokenizer_from_dict({"type": "wordpiece"})
     (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}},
                                                          "normalizer": {"type": "NFC"}}))
     with pytest.raises(ValueError, match="normalizer type 'NFC' is not supported"):

@@ -197,7 +197,10 @@ class WordPieceTokenizer:
     @classmethod
     def from_dict(cls, d):
         if not isinstance(d, dict) or d.get("type") != "wordpiece":
-            raise ValueError(f"expected a dict with type 'wordpiece', got {d.get('type') if isinstance(d, dict) else d!r}")
+            got = d.get("type") if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"expected a dict with type 'wordpiece', got {got!r}")
+        if "vocab" not in d:
+            raise ValueError("wordpiece tokenizer dict is missing the 'vocab' field")
         d = {k: v for k, v in d.items() if k != "type"}
         return cls(d.pop("vocab"), **d)
 
