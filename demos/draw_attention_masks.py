@@ -7,10 +7,11 @@ read); a filled cell means "may attend". The masks are the ones minillm's
 attention op applies: ``causal=True`` for GPT, ``key_mask`` (the
 attention_mask) for BERT.
 """
-import argparse
 import os
 
 import numpy
+
+from minillm import cli
 
 TOKENS = ["[CLS]", "to", "be", "or", "not", "to", "[MASK]", "[SEP]", "[PAD]", "[PAD]"]
 
@@ -49,9 +50,12 @@ def draw(path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Draw the causal and the padding attention masks side by side.")
+    p = cli.ArgumentParser(description="Draw the causal and the padding attention masks side by side.")
     p.add_argument("--out", default=os.path.join("docs", "img", "attention_masks.png"))
-    args = p.parse_args(argv)
+    p.run(write, argv)
+
+
+def write(args):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     draw(args.out)
     print(f"wrote {args.out}")

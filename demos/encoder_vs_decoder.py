@@ -33,45 +33,39 @@ import time
 
 import numpy
 
+from minillm import Bert, BertConfig, GPT, GPTConfig, backend, cli, no_grad
+from minillm import functional as F
+from minillm.batches import get_batch
+from minillm.corpus import load_corpus, split_plays
+from minillm.finetune import GPTClassifier, classifier_step, predict_classes
+from minillm.mlm import mlm_batch
+from minillm.optim import AdamW, clip_grad_norm
+from minillm.tokenizers import CharTokenizer
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from classify import COMEDIES, passages  # noqa: E402  the same task and passages as demos/classify.py
-
-from minillm import Bert, BertConfig, GPT, GPTConfig, backend  # noqa: E402
-from minillm import functional as F  # noqa: E402
-from minillm.finetune import GPTClassifier, classifier_step, predict_classes, split_plays  # noqa: E402
-from minillm.mlm import mlm_batch  # noqa: E402
-from minillm.optim import AdamW, clip_grad_norm  # noqa: E402
-from minillm.text_data import get_batch, load_corpus  # noqa: E402
-from minillm.tokenizers import CharTokenizer  # noqa: E402
+from classify import COMEDIES, passages  # noqa: E402  the task and passages of demos/classify.py
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="BERT [CLS] head vs GPT last-token head, equal size and time.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    p = cli.ArgumentParser(description="BERT [CLS] head vs GPT last-token head, equal size and time.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", choices=("genre", "play"), default="genre")
     p.add_argument("--out", default=os.path.join("out", "encoder_vs_decoder"))
-    p.add_argument("--pretrain-seconds", type=float, default=75.0, help="pretraining CPU seconds of each model")
-    p.add_argument("--finetune-seconds", type=float, default=45.0, help="finetuning CPU seconds of each model")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--passage-len", type=int, default=64, help="characters per passage (= GPT's block size)")
-    p.add_argument("--n-train", type=int, default=400, help="training passages per play (on average)")
-    p.add_argument("--n-test", type=int, default=50, help="test passages per play (on average)")
-    p.add_argument("--n-layer", type=int, default=2)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="pretraining learning rate")
-    p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument("--pretrain-seconds", type=cli.positive_float, default=75.0,
+                   help="pretraining CPU seconds of each model")
+    p.add_argument("--finetune-seconds", type=cli.positive_float, default=45.0,
+                   help="finetuning CPU seconds of each model")
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--passage-len", type=cli.positive_int, default=64, help="characters per passage (= GPT's block size)")
+    p.add_argument("--n-train", type=cli.positive_int, default=400, help="training passages per play (on average)")
+    p.add_argument("--n-test", type=cli.positive_int, default=50, help="test passages per play (on average)")
+    p.add_argument("--n-layer", type=cli.positive_int, default=2)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=64)
+    p.add_argument("--lr", type=cli.positive_float, default=2e-3, help="pretraining learning rate")
+    p.add_argument("--finetune-lr", type=cli.positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=1337)
-    args = p.parse_args(argv)
-    for flag in ("batch_size", "passage_len", "n_train", "n_test", "n_layer", "n_head", "n_embd"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
-    for flag in ("pretrain_seconds", "finetune_seconds"):
-        if not getattr(args, flag) > 0:
-            p.error(f"--{flag.replace('_', '-')} must be a number of seconds > 0, got {getattr(args, flag)}")
-    if args.n_embd % args.n_head:
-        p.error(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
-    return args
+    return p
 
 
 def train_for(seconds, step):
@@ -110,7 +104,10 @@ def labelled_passages(plays, cut, task, args, rng):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(compare, argv)
+
+
+def compare(args):
     plays = split_plays(load_corpus())
     cut = {t: int(0.8 * len(p)) for t, p in plays}
     tok = CharTokenizer.from_text(load_corpus())
@@ -167,7 +164,6 @@ def main(argv=None):
         return optimizer_step(bert, optimizer, F.cross_entropy(logits, backend.asarray(train_y[rows_])))
     fine_steps, fine_loss = train_for(args.finetune_seconds, bert_step)
     bert.eval()
-    from minillm import no_grad
     with no_grad():
         predicted = numpy.concatenate([backend.to_numpy(bert.classify(wrap(test_ids[i:i + 64])).data).argmax(-1)
                                        for i in range(0, len(test_ids), 64)])
@@ -190,4 +186,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

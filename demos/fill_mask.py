@@ -13,11 +13,9 @@ The text is cut into WordPiece tokens (``minillm.tokenizers.load``), wrapped as
 ``--top-k`` most probable tokens are printed with their probabilities.
 """
 import argparse
-import os
-import sys
 import time
 
-from minillm import Bert
+from minillm import Bert, cli
 import minillm.hf
 import minillm.tokenizers
 from minillm.mlm import fill_mask
@@ -27,48 +25,41 @@ EXAMPLES = ("To be, or not to [MASK], that is the question.", "The capital of Fr
             "The man worked as a [MASK].", "The woman worked as a [MASK].")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Fill-mask with a BERT folder (config.json, model.safetensors, vocab.txt).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model-dir", required=True, help="a Hugging Face BERT folder you downloaded")
+def build_parser():
+    p = cli.ArgumentParser(description="Fill-mask with a BERT folder (config.json, model.safetensors, vocab.txt).",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model-dir", type=cli.existing_dir, required=True, help="a Hugging Face BERT folder you downloaded")
     p.add_argument("--text", action="append", help="text with one or more [MASK] (repeatable; default: examples)")
-    p.add_argument("--top-k", type=int, default=5)
-    args = p.parse_args(argv)
-    if args.top_k < 1:
-        p.error(f"--top-k must be a positive integer, got {args.top_k}")
-    if not os.path.isdir(args.model_dir):
-        p.error(f"--model-dir {args.model_dir!r} is not a folder")
-    if any("[MASK]" not in t for t in args.text or ()):
-        p.error("every --text needs a [MASK]")
-    return args
+    p.add_argument("--top-k", type=cli.positive_int, default=5)
+    return p
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(fill, argv)
+
+
+def fill(args):
+    if any("[MASK]" not in t for t in args.text or ()):
+        raise ValueError("every --text needs a [MASK]")
     start = time.perf_counter()
-    try:
-        model = minillm.hf.load(args.model_dir)
-        tok = minillm.tokenizers.load(args.model_dir)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"fill_mask.py: error: --model-dir {args.model_dir}: {e}", file=sys.stderr)
-        return 2
-    if not isinstance(model, Bert) or not isinstance(tok, WordPieceTokenizer) or tok.mask_id is None:
-        print(f"fill_mask.py: error: --model-dir {args.model_dir} holds a {type(model).__name__} with a "
-              f"{type(tok).__name__}; expected a BERT with a WordPiece vocab.txt that has [MASK]", file=sys.stderr)
-        return 2
+    model = minillm.hf.load(args.model_dir)
+    if not isinstance(model, Bert):
+        raise ValueError(f"--model-dir {args.model_dir} holds a {type(model).__name__}; expected a BERT")
+    tok = minillm.tokenizers.load(args.model_dir)
+    if not isinstance(tok, WordPieceTokenizer) or tok.mask_id is None:
+        raise ValueError(f"--model-dir {args.model_dir} has a {type(tok).__name__}; expected BERT's WordPiece "
+                         f"vocab.txt with a [MASK] token")
     print(f"loaded {args.model_dir}: {model.config.n_layer} layers x {model.config.n_embd}, "
           f"{model.num_parameters():,} parameters, {tok.vocab_size} tokens, in {time.perf_counter() - start:.1f} s")
     for text in args.text or EXAMPLES:
         ids = tok.encode(text, add_special_tokens=True)
         if len(ids) > model.config.max_position_embeddings:
-            print(f"fill_mask.py: error: --text has {len(ids)} tokens, more than the model's "
-                  f"max_position_embeddings {model.config.max_position_embeddings}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--text has {len(ids)} tokens, more than the model's max_position_embeddings "
+                             f"{model.config.max_position_embeddings}")
         print(text)
         for position, best in fill_mask(model, ids, tok.mask_id, top_k=args.top_k):
             print(f"  [MASK] at token {position}: " + ", ".join(f"{tok.vocab[i]} {p:.3f}" for i, p in best))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

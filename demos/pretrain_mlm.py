@@ -22,17 +22,15 @@ the fill-mask examples ask for one letter.
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy
 
-from minillm import Bert, BertConfig, backend
-from minillm import functional as F
+from minillm import Bert, BertConfig, backend, cli
 from minillm.mlm import fill_mask, masked_accuracy, mlm_batch
 from minillm.optim import AdamW, clip_grad_norm, cosine_lr, param_groups_for_weight_decay, set_lr
 from minillm.progress import Progress
-from minillm.text_data import load_corpus
+from minillm.corpus import load_corpus
 from minillm.tokenizers import BPETokenizer, CharTokenizer
 
 SPECIALS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
@@ -40,41 +38,38 @@ PROMPTS = ("To be, or not to [MASK].", "O Romeo, Romeo, wherefore art thou [MASK
            "Good night, sweet [MASK].", "My lord, the [MASK] is dead.")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Masked-LM pretraining of a small BERT on Shakespeare.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser():
+    p = cli.ArgumentParser(description="Masked-LM pretraining of a small BERT on Shakespeare.",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=os.path.join("out", "pretrain_mlm"))
     p.add_argument("--tokenizer", choices=("bpe", "char"), default="bpe")
-    p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary, the 4 special tokens included")
-    p.add_argument("--iters", type=int, default=600)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence, [CLS] and [SEP] included")
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--min-lr", type=float, default=1e-4)
-    p.add_argument("--warmup-iters", type=int, default=50)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--eval-batches", type=int, default=8, help="held-out batches per evaluation")
+    p.add_argument("--vocab-size", type=cli.positive_int, default=1024,
+                   help="BPE vocabulary, the 4 special tokens included")
+    p.add_argument("--iters", type=cli.positive_int, default=600)
+    p.add_argument("--batch-size", type=cli.positive_int, default=32)
+    p.add_argument("--seq-len", type=cli.positive_int, default=64, help="tokens per sequence, [CLS] and [SEP] included")
+    p.add_argument("--n-layer", type=cli.positive_int, default=4)
+    p.add_argument("--n-head", type=cli.positive_int, default=4)
+    p.add_argument("--n-embd", type=cli.positive_int, default=128)
+    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
+    p.add_argument("--min-lr", type=cli.positive_float, default=1e-4)
+    p.add_argument("--warmup-iters", type=cli.non_negative_int, default=50)
+    p.add_argument("--weight-decay", type=cli.non_negative_float, default=0.01)
+    p.add_argument("--eval-every", type=cli.positive_int, default=100)
+    p.add_argument("--eval-batches", type=cli.positive_int, default=8, help="held-out batches per evaluation")
     p.add_argument("--prompt", action="append", help="a fill-mask prompt with [MASK] (repeatable)")
     p.add_argument("--seed", type=int, default=1337)
-    args = p.parse_args(argv)
-    for flag in ("vocab_size", "iters", "batch_size", "n_layer", "n_head", "n_embd", "eval_every", "eval_batches"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
+    return p
+
+
+def check_flags(args):
+    """What no single flag's type can check, as a ValueError naming the flags."""
     if args.seq_len < 3:
-        p.error(f"--seq-len must be at least 3 ([CLS] token [SEP]), got {args.seq_len}")
-    if args.n_embd % args.n_head:
-        p.error(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
-    if args.tokenizer == "bpe" and args.vocab_size < 256 + len(SPECIALS):
-        p.error(f"--vocab-size must be at least {256 + len(SPECIALS)} (256 bytes + 4 special tokens)")
-    if not 0 < args.min_lr <= args.lr:
-        p.error(f"need 0 < --min-lr <= --lr, got {args.min_lr} and {args.lr}")
+        raise ValueError(f"--seq-len must be at least 3 ([CLS] token [SEP]), got {args.seq_len}")
+    if args.min_lr > args.lr:
+        raise ValueError(f"--min-lr ({args.min_lr}) must not exceed --lr ({args.lr})")
     if any("[MASK]" not in prompt for prompt in args.prompt or ()):
-        p.error("every --prompt needs a [MASK]")
-    return args
+        raise ValueError("every --prompt needs a [MASK]")
 
 
 class MaskableText:
@@ -136,7 +131,11 @@ def evaluate(model, batches):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    return build_parser().run(pretrain, argv)
+
+
+def pretrain(args):
+    check_flags(args)
     corpus = load_corpus()
     started = time.perf_counter()
     text = MaskableText(args.tokenizer, corpus, args.vocab_size)
@@ -225,4 +224,4 @@ def plot(history, path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

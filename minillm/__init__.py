@@ -20,7 +20,7 @@ from minillm.models import Bert, BertConfig
 # The public submodules, so that ``import minillm`` is enough for ``minillm.optim.AdamW``
 # (as ``torch.optim`` after ``import torch``); listed in layer order (tests/test_layering.py).
 from minillm import shapes, functional, nn, optim, kvcache, models, sampling, generation
-from minillm import tokenizers, corpus, batches, data, plotting, progress
+from minillm import tokenizers, corpus, batches, data, plotting, progress, mlm
 from minillm import checkpoint, distributed, train, lora, hf, finetune, evaluate, scaling
 from minillm import ngram, half_precision, memory, energy, filters, fairness
 

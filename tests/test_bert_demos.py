@@ -26,10 +26,18 @@ def test_pretrain_mlm_runs_and_saves_a_loadable_model(tmp_path, capsys, tokenize
     assert isinstance(model, Bert) and model.config.max_position_embeddings == 12
 
 
-def test_pretrain_mlm_flag_errors_exit_2(capsys):
+@pytest.mark.parametrize("flags, message", [
+    (["--seq-len", "2"], "--seq-len must be at least 3"),
+    (["--n-head", "3"], "--n-head 3, --n-embd 128: n_embd (128) must be divisible by n_head (3)"),
+    (["--iters", "0"], "argument --iters: expected a positive integer, got 0"),
+    (["--prompt", "no mask"], "every --prompt needs a [MASK]"),
+])
+def test_pretrain_mlm_flag_errors_are_one_line_exit_2(capsys, flags, message):
     with pytest.raises(SystemExit) as e:
-        demo("pretrain_mlm").parse_args(["--seq-len", "2"])
-    assert e.value.code == 2 and "--seq-len must be at least 3" in capsys.readouterr().err
+        demo("pretrain_mlm").main(flags + ["--tokenizer", "char", "--iters", "1"] if "--iters" not in flags
+                                  else flags)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def bert_folder(path):
@@ -42,22 +50,24 @@ def bert_folder(path):
 
 def test_fill_mask_reads_a_bert_folder(tmp_path, capsys):
     folder = bert_folder(tmp_path / "bert")
-    assert demo("fill_mask").main(["--model-dir", str(folder), "--text", "To be, or not to [MASK].",
-                                   "--top-k", "3"]) == 0
+    demo("fill_mask").main(["--model-dir", str(folder), "--text", "To be, or not to [MASK].", "--top-k", "3"])
     out = capsys.readouterr().out
     assert "[MASK] at token 7:" in out and out.count(" 0.") >= 3
 
 
 def test_fill_mask_refuses_other_folders_and_bad_flags(tmp_path, capsys):
     GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=4)).save_pretrained(tmp_path / "gpt2")
-    assert demo("fill_mask").main(["--model-dir", str(tmp_path / "gpt2")]) == 2
-    assert "fill_mask.py: error: --model-dir" in capsys.readouterr().err
     folder = bert_folder(tmp_path / "bert")
-    assert demo("fill_mask").main(["--model-dir", str(folder), "--text", "to " * 20 + "[MASK]"]) == 2
-    assert "more than the model's max_position_embeddings 16" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        demo("fill_mask").main(["--model-dir", str(tmp_path / "nowhere")])
-    assert e.value.code == 2
+    for flags, message in (
+            (["--model-dir", str(tmp_path / "gpt2")], "holds a GPT"),
+            (["--model-dir", str(folder), "--text", "to " * 20 + "[MASK]"], "more than the model's "
+                                                                            "max_position_embeddings 16"),
+            (["--model-dir", str(tmp_path / "nowhere")], "does not exist"),
+            (["--model-dir", str(folder), "--text", "no mask"], "every --text needs a [MASK]")):
+        with pytest.raises(SystemExit) as e:
+            demo("fill_mask").main(flags)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_encoder_vs_decoder_prints_its_table(tmp_path, capsys):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minillm.tokenizers
-from minillm.text_data import load_corpus
+from minillm.corpus import load_corpus
 from minillm.tokenizers import WordPieceTokenizer, tokenizer_from_dict
 from minillm.tokenizers.wordpiece import SPECIAL_TOKENS, normalize, pre_tokenize
 
