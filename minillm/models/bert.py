@@ -36,14 +36,15 @@ from minillm import backend
 from minillm import functional as F
 from minillm.autograd import Tensor
 from minillm.backend import xp
-from minillm.models.gpt2 import DTYPES, GPTConfig
+from minillm.models.config import (ModelConfig, check_dropout, check_dtype, check_positive_ints,
+                                   check_positive_numbers)
 from minillm.nn import Module, ModuleList, Parameter, Linear, Embedding, LayerNorm, Dropout
 from minillm.nn.attention import MultiHeadAttention, split_heads
 from minillm.shapes import shape_text
 
 
 @dataclasses.dataclass
-class BertConfig:
+class BertConfig(ModelConfig):
     """The shape of a BERT. Validated on creation; every error names the field.
 
     vocab_size               V  number of token ids
@@ -75,39 +76,25 @@ class BertConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        if self.n_inner is None:
-            self.n_inner = 4 * self.n_embd if isinstance(self.n_embd, numbers.Integral) else self.n_embd
+        if self.n_inner is None and isinstance(self.n_embd, numbers.Integral):
+            self.n_inner = 4 * self.n_embd
         if self.attention_dropout is None:
             self.attention_dropout = self.dropout
-        for field in ("vocab_size", "max_position_embeddings", "n_layer", "n_head", "n_embd", "n_inner",
-                      "type_vocab_size", "pad_token_id", "num_labels"):
+        check_positive_ints(self, ("vocab_size", "max_position_embeddings", "n_layer", "n_head", "n_embd",
+                                   "n_inner", "type_vocab_size"))
+        for field in ("pad_token_id", "num_labels"):        # may be 0
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{field} must be an integer, got {value!r}")
-            if value < (0 if field in ("pad_token_id", "num_labels") else 1):
-                raise ValueError(f"{field} must be {'>= 0' if field in ('pad_token_id', 'num_labels') else 'positive'}"
-                                 f", got {value}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{field} must be an integer >= 0, got {value!r}")
             setattr(self, field, int(value))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if self.pad_token_id >= self.vocab_size:
             raise ValueError(f"pad_token_id ({self.pad_token_id}) must be below vocab_size ({self.vocab_size})")
-        for field in ("dropout", "attention_dropout"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
-                raise ValueError(f"{field} must be a number in [0, 1), got {value!r}")
-            setattr(self, field, float(value))
-        if isinstance(self.layer_norm_eps, bool) or not isinstance(self.layer_norm_eps, numbers.Real) \
-                or not self.layer_norm_eps > 0:
-            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
-        self.layer_norm_eps = float(self.layer_norm_eps)
-        if str(self.dtype) not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        self.dtype = str(self.dtype)
-
-    # the same dict/JSON round trip as GPTConfig's (unknown or missing keys are errors naming them)
-    to_dict, to_json = GPTConfig.to_dict, GPTConfig.to_json
-    from_dict = classmethod(GPTConfig.from_dict.__func__)
+        check_dropout(self, "dropout")
+        check_dropout(self, "attention_dropout")
+        check_positive_numbers(self, ("layer_norm_eps",))
+        check_dtype(self)
 
 
 class BertSelfAttention(MultiHeadAttention):
