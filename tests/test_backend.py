@@ -24,6 +24,7 @@ HOST_SIDE = {
     "finetune.py",  # like train.py: builds its batches on the host (added to the list; see report)
     "distributed.py",  # talks to MPI (host buffers) and cupy.cuda.nccl; packs gradients through backend.xp
     "ngram.py", "energy.py", "fairness.py",  # counting, meters and statistics on the host
+    "mlm.py",  # BERT's masking: batches prepared on the host, like finetune.py
 }
 HOST_SIDE_PREFIXES = ("tokenizers", "hf", "data", "corpus")  # tokenizers*.py and these packages
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx"}

@@ -25,7 +25,8 @@ LAYERS = [  # lowest first; a module imports only from the layers before its own
     ("models",),                                                  # one family a file
     ("sampling",),
     ("generation",),
-    ("tokenizers", "corpus", "batches", "data", "plotting"),      # host-side text and figures
+    ("tokenizers", "corpus", "batches", "data", "plotting",       # host-side text and figures
+     "mlm"),                                                      # BERT's masking: host-side batches
     ("checkpoint", "distributed"),                               # files; one process or many
     ("train", "lora", "hf"),                                      # hf: formats know models
     ("finetune", "evaluate", "scaling", "ngram", "half_precision"),
@@ -115,7 +116,7 @@ def test_import_minillm_reaches_every_public_submodule():
             "minillm.data.Cleaner, minillm.batches.get_batch, minillm.corpus.load_corpus\n"
             "minillm.checkpoint.save, minillm.train.Trainer, minillm.lora.apply_lora, minillm.sampling.Sampler\n"
             "minillm.generation.generate, minillm.kvcache.KVCache, minillm.scaling, minillm.finetune\n"
-            "minillm.distributed\n"
+            "minillm.distributed, minillm.mlm.mask_tokens, minillm.models.Bert\n"
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -73,8 +73,8 @@ def test_char_dict_and_file_round_trip(text, unk):
 
 
 def test_tokenizer_from_dict_unknown_type():
-    with pytest.raises(ValueError, match="unknown tokenizer type 'wordpiece'"):
-        tokenizer_from_dict({"type": "wordpiece"})
+    with pytest.raises(ValueError, match="unknown tokenizer type 'morse'"):
+        tokenizer_from_dict({"type": "morse"})
 
 
 # --- byte-level BPE ------------------------------------------------------------

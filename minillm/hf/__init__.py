@@ -8,6 +8,7 @@
     llama       the Llama converter (RoPE settings both spellings, Linear weights transposed)
     mixtral     the Mixtral converter (Llama's, plus the experts: per-expert w1/w2/w3 and the router)
     t5          the T5 converter (v1.0, v1.1, Flan-T5)
+    bert        the BERT converter (BertForMaskedLM, BertModel, BertForSequenceClassification folders)
 
 A converter is a module with ``MODEL_CLASS``, ``load(directory, dtype)`` and
 ``save(model, directory)``. Adding a family is a file ``hf/<family>.py`` and
@@ -24,6 +25,7 @@ CONVERTERS = {  # config.json "model_type" -> the converter module
     "qwen2": "minillm.hf.llama",     # a Llama with q/k/v biases
     "mixtral": "minillm.hf.mixtral",
     "t5": "minillm.hf.t5",
+    "bert": "minillm.hf.bert",
 }
 
 

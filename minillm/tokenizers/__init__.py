@@ -9,6 +9,7 @@
   (``tokenizer_json.py``; Llama 3, SmolLM, Qwen2), registered as the folder reader for "BPE".
 - ``UnigramTokenizer``: SentencePiece's Unigram model from a tokenizer.json
   (``unigram.py``; T5, Flan-T5), registered as the folder reader for "Unigram".
+- ``WordPieceTokenizer``: BERT's WordPiece from a ``vocab.txt`` (``wordpiece.py``).
 
 ``load(directory)`` (``folder.py``) reads the tokenizer of a Hugging Face model
 folder: ``tokenizer.json``, ``vocab.json`` + ``merges.txt``, or ``vocab.txt``.
@@ -23,14 +24,13 @@ from minillm.tokenizers.char import CharTokenizer
 from minillm.tokenizers.folder import load
 from minillm.tokenizers.tokenizer_json import HFBPETokenizer
 from minillm.tokenizers.unigram import UnigramTokenizer
+from minillm.tokenizers.wordpiece import WordPieceTokenizer
 
 __all__ = ["CharTokenizer", "BPETokenizer", "tokenizer_from_dict", "load",
-           "HFBPETokenizer"]
-__all__ += ["UnigramTokenizer"]
+           "HFBPETokenizer", "UnigramTokenizer", "WordPieceTokenizer"]
 
-_TYPES = {"char": CharTokenizer, "bpe": BPETokenizer}
-_TYPES["tokenizer_json"] = HFBPETokenizer
-_TYPES["unigram"] = UnigramTokenizer
+_TYPES = {"char": CharTokenizer, "bpe": BPETokenizer, "tokenizer_json": HFBPETokenizer,
+          "unigram": UnigramTokenizer, "wordpiece": WordPieceTokenizer}
 
 
 def tokenizer_from_dict(d):
