@@ -153,7 +153,7 @@ def test_ctrl_c_during_the_update_is_held_until_it_is_complete(tmp_path, monkeyp
 
     def step_with_sigint():
         if first.step == 3:
-            os.kill(os.getpid(), signal.SIGINT)       # arrives in the middle of the update
+            signal.raise_signal(signal.SIGINT)        # to this (main) thread, in the middle of the update
         real_step()
 
     first.optimizer.step = step_with_sigint
