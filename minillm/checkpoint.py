@@ -27,7 +27,7 @@ import tempfile
 
 import numpy
 
-from minillm import backend
+from minillm import backend, safe_io
 
 FORMAT = "minillm-checkpoint-1"
 RESERVED = ("model", "config", "step", "optimizer")
@@ -137,61 +137,81 @@ def _write_atomically(path, arrays):
 def load(path):
     """Read a checkpoint written by ``save``: a dict with model, config, step, optimizer, extras.
 
-    Never unpickles. A missing file raises ``FileNotFoundError``; a truncated,
-    corrupt or foreign file raises ``CheckpointError`` (a ``ValueError``) that
-    names the file and says what is wrong.
+    Never unpickles, and never allocates more than the file's size allows
+    (``safe_io.read_npz`` checks each entry before reading it). A missing file
+    raises ``FileNotFoundError``; a truncated, corrupt or foreign file, or one
+    whose fields have the wrong types, raises ``CheckpointError`` (a
+    ``ValueError``) that names the file and the field.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    safe_io.regular_file(path, "checkpoint")          # a FIFO or a device is refused before it is opened
     with open(path, "rb") as f:
         magic = f.read(6)
     if not magic.startswith((b"PK", b"\x93NUMPY")):   # an .npz is a zip archive; numpy would try pickle
         found = f"it starts with {magic!r}" if magic else "it is empty"
         raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: it is not an .npz archive "
                               f"({found})")
+    if magic.startswith(b"\x93NUMPY"):
+        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: "
+                              "it holds a single array (.npy), not an .npz archive")
     try:
-        npz = numpy.load(path, allow_pickle=False)
-        if not hasattr(npz, "files"):
-            raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: "
-                                  "it holds a single array (.npy), not an .npz archive")
-        with npz:
-            names = list(npz.files)
-            if "meta" not in names:
-                raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: it has no "
-                                      f"'meta' entry (entries: {names[:5]}{'...' if len(names) > 5 else ''})")
-            arrays = {name: npz[name] for name in names}
-    except CheckpointError:
-        raise
-    except Exception as error:         # BadZipFile, CRC mismatch, EOFError, ValueError, ...: all one story
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: "
-                              f"{type(error).__name__}: {error}") from None
-    text = arrays.pop("meta")
-    if not isinstance(text, numpy.ndarray) or text.dtype.kind != "U" or text.shape != ():
-        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: its 'meta' entry is "
-                              "not a JSON text array")
-    try:
-        meta = json.loads(str(text))
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"checkpoint {path} is corrupt: its 'meta' entry is not JSON ({error})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: format {found!r}, "
-                              f"expected {FORMAT!r}")
+        arrays = safe_io.read_npz(path, what="checkpoint")
+    except ValueError as error:        # a bad zip, a bomb, a CRC mismatch, a lying header; names the file
+        raise CheckpointError(str(error)) from None
+    if "meta" not in arrays:
+        names = list(arrays)
+        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: it has no "
+                              f"'meta' entry (entries: {names[:5]}{'...' if len(names) > 5 else ''})")
+    meta = _read_meta(arrays.pop("meta"), path)
 
     def part(prefix):
         return {name[len(prefix) + 1:]: value for name, value in arrays.items()
                 if name.startswith(prefix + "/")}
 
+    extras = {**meta["extra"], **part("extra")}
+    reserved = sorted(set(extras) & set(RESERVED))
+    if reserved:
+        raise CheckpointError(f"checkpoint {path}: extra entries may not be named {reserved} "
+                              "(those names are the checkpoint's own fields)")
     result = {
         "model": part("model"),
         "config": meta["config"],
-        "step": int(meta["step"]),
+        "step": meta["step"],
         "optimizer": None if meta["optimizer"] is None else {**meta["optimizer"], **part("optimizer")},
     }
-    result.update(meta["extra"])
-    result.update(part("extra"))
+    result.update(extras)
     return result
+
+
+_META_FIELDS = {  # field -> (check, what it must be)
+    "format": (lambda v: v == FORMAT, repr(FORMAT)),
+    "step": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "config": (lambda v: isinstance(v, dict), "a JSON object"),
+    "optimizer": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
+    "extra": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+
+
+def _read_meta(text, path):
+    """The 'meta' entry as a dict, each field checked by type (CheckpointError naming the field)."""
+    if not isinstance(text, numpy.ndarray) or text.dtype.kind != "U" or text.shape != ():
+        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: its 'meta' entry is "
+                              "not a JSON text array")
+    try:     # allow_nan: a loss history may hold NaN
+        meta = safe_io.parse_json(str(text), f"checkpoint {path}: its 'meta' entry", allow_nan=True)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"checkpoint {path} is not a minillm checkpoint: format {found!r}, "
+                              f"expected {FORMAT!r}")
+    for field, (ok, wanted) in _META_FIELDS.items():
+        if field not in meta:
+            raise CheckpointError(f"checkpoint {path}: its meta has no {field!r} field")
+        if not ok(meta[field]):
+            raise CheckpointError(f"checkpoint {path}: meta field {field!r} must be {wanted}, "
+                                  f"got {meta[field]!r:.60}")
+    return meta
 
 
 # ------------------------------------------------------------------ restoring

@@ -147,7 +147,7 @@ def test_foreign_files_are_refused(tmp_path):
     zipped = tmp_path / "zipped.npz"
     with zipfile.ZipFile(zipped, "w") as z:
         z.writestr("meta.npy", b"not an npy")
-    with pytest.raises(CheckpointError, match="zipped.npz is not a minillm checkpoint: its 'meta'"):
+    with pytest.raises(CheckpointError, match="zipped.npz: entry meta.npy is not a .npy array"):
         checkpoint.load(zipped)
 
 
