@@ -40,8 +40,8 @@ def converter(model_type):
 def load(directory, dtype="float32"):
     """The model in a Hugging Face folder, of the family its config.json names."""
     config, path = files.read_config(directory)
-    if "model_type" not in config:
-        raise ValueError(f"{path} has no \"model_type\"; expected one of {sorted(CONVERTERS)}")
+    if not isinstance(config.get("model_type"), str):
+        raise ValueError(f"{path} has no \"model_type\" string; expected one of {sorted(CONVERTERS)}")
     return converter(config["model_type"]).load(directory, dtype=dtype)
 
 

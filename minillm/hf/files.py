@@ -7,20 +7,26 @@
 
 This module reads and writes those files as plain dicts of NumPy arrays and
 knows nothing about any family; a converter (``minillm/hf/gpt2.py``, ...)
-turns them into a model and back.
+turns them into a model and back. It reads through ``minillm.safe_io`` (regular
+files only, shard names kept inside the folder, strict JSON), and gives every
+converter the checks to run before it builds anything: ``strip_prefix``
+(no weight twice), ``check_layer_count`` (the config's depth against the
+blocks the file holds) and ``check_tensors`` (names, shapes, dtypes, finite values).
 """
 import json
 import os
 
 import numpy as np
 
-from minillm.tokenizers.gpt2_files import read_json_object
+from minillm import safe_io
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 SHARD_INDEX_NAME = "model.safetensors.index.json"
 SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+MAX_CONFIG_BYTES = 1 << 20            # a config.json is a few kB
+MAX_HEADER_BYTES = 100 << 20          # the safetensors library's own limit on a header
 
 
 def read_config(directory):
@@ -29,23 +35,27 @@ def read_config(directory):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"model directory not found: {directory}")
     path = os.path.join(directory, CONFIG_NAME)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{CONFIG_NAME} not found in {directory}")
-    return read_json_object(path, "a JSON object"), path
+    return safe_io.read_json_object(path, "a JSON object", MAX_CONFIG_BYTES), path
 
 
 def weights_path(directory):
     return os.path.join(os.fspath(directory), WEIGHTS_NAME)
 
 
-def _header(path):
-    """A safetensors file's JSON header: {name: {"dtype", "shape", "data_offsets"}, ...}, or None."""
-    try:
-        with open(path, "rb") as f:
-            size = int.from_bytes(f.read(8), "little")
-            return json.loads(f.read(size)), 8 + size
-    except (OSError, ValueError, MemoryError, OverflowError):
-        return None, 0
+def _header(path, size):
+    """A safetensors file's JSON header: ({name: {"dtype", "shape", "data_offsets"}, ...}, offset of
+    the data), or (None, 0) when it is not readable (the library's own checks then name what is wrong)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if n > min(size - 8, MAX_HEADER_BYTES):
+            return None, 0
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, RecursionError):
+            return None, 0
+    return (header, 8 + n) if isinstance(header, dict) else (None, 0)
 
 
 def bfloat16_to_float32(raw):
@@ -58,26 +68,37 @@ def _load_with_bfloat16(path, header, offset):
     """Read a safetensors file whose tensors include bfloat16 (most recent checkpoints) as float32.
 
     The format is 8 bytes (the header's length), the JSON header, then each
-    tensor's raw little-endian bytes at its ``data_offsets``."""
+    tensor's raw little-endian bytes at its ``data_offsets``, checked here
+    against the file's size and the tensor's shape before any view is taken."""
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset)
     tensors = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        start, stop = info["data_offsets"]
-        if info["dtype"] == "BF16":
+        dtype = info.get("dtype") if isinstance(info, dict) else None
+        if dtype != "BF16" and dtype not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{path}: tensor {name} has dtype {dtype}, which minillm does not read")
+        try:
+            start, stop = (int(o) for o in info["data_offsets"])
+            shape = tuple(int(d) for d in info["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: tensor {name} has no valid shape and data_offsets") from None
+        itemsize = 2 if dtype == "BF16" else np.dtype(SAFETENSORS_DTYPES[dtype]).itemsize
+        if not 0 <= start <= stop <= data.size or stop - start != itemsize * int(np.prod(shape, dtype=object)):
+            raise ValueError(f"{path}: tensor {name} ({dtype}, shape {shape}) does not fit its data_offsets "
+                             f"[{start}, {stop}) in {data.size:,} bytes of data (truncated or corrupt?)")
+        if dtype == "BF16":
             array = bfloat16_to_float32(data[start:stop])
-        elif info["dtype"] in SAFETENSORS_DTYPES:
-            array = data[start:stop].view(SAFETENSORS_DTYPES[info["dtype"]]).copy()
         else:
-            raise ValueError(f"{path}: tensor {name} has dtype {info['dtype']}, which minillm does not read")
-        tensors[name] = array.reshape(info["shape"])
+            array = data[start:stop].view(SAFETENSORS_DTYPES[dtype]).copy()
+        tensors[name] = array.reshape(shape)
     return tensors
 
 
-def _load_safetensors(path):
+def _load_safetensors(path, what):
     from safetensors.numpy import load_file
-    header, offset = _header(path)
+    size = safe_io.regular_file(path, what).st_size        # a FIFO would block the reader forever
+    header, offset = _header(path, size)
     if header is not None and any(isinstance(v, dict) and v.get("dtype") == "BF16" for v in header.values()):
         return _load_with_bfloat16(path, header, offset)
     try:
@@ -87,24 +108,84 @@ def _load_safetensors(path):
                          f"(truncated or corrupt?): {e}") from None
 
 
+def _shard_names(index, directory):
+    """The shard files an index's "weight_map" names, each kept inside ``directory``."""
+    data = safe_io.read_json_object(index, 'a JSON object with a "weight_map"')
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f'{index}: "weight_map" must be a JSON object tensor name -> shard file name')
+    return [safe_io.inside(directory, shard, index) for shard in sorted(set(weight_map.values()))]
+
+
 def read_tensors(directory):
-    """{tensor name: NumPy array} from model.safetensors, or from the shards its index lists."""
+    """{tensor name: NumPy array} from model.safetensors, or from the shards its index lists.
+
+    Each file must be a regular file (a FIFO would block forever); a shard name
+    in the index may not leave the folder; a tensor in two shards is an error.
+    """
     directory = os.fspath(directory)
     path = weights_path(directory)
-    if os.path.isfile(path):
-        return _load_safetensors(path)
+    if os.path.lexists(path):
+        return _load_safetensors(path, "weights file")
     index = os.path.join(directory, SHARD_INDEX_NAME)
-    if os.path.isfile(index):  # large checkpoints are split into shards listed in an index
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
+    if os.path.lexists(index):  # large checkpoints are split into shards listed in an index
         tensors = {}
-        for shard in shards:
-            tensors.update(_load_safetensors(os.path.join(directory, shard)))
+        for shard in _shard_names(index, directory):
+            loaded = _load_safetensors(shard, f"shard named in {SHARD_INDEX_NAME}")
+            twice = sorted(set(loaded) & set(tensors))
+            if twice:
+                raise ValueError(f"{shard}: tensor {twice[0]} is also in another shard of {directory}")
+            tensors.update(loaded)
         return tensors
     hint = ""
     if os.path.isfile(os.path.join(directory, "pytorch_model.bin")):
         hint = " (pytorch_model.bin is a pickle, which minillm never loads; use the safetensors file)"
     raise FileNotFoundError(f"{WEIGHTS_NAME} not found in {directory}{hint}")
+
+
+def strip_prefix(tensors, prefix, path):
+    """``tensors`` with ``prefix`` taken off the names that have it; a name present both
+    with and without the prefix is an error (which copy would be meant?)."""
+    out = {}
+    for name, array in tensors.items():
+        short = name[len(prefix):] if name.startswith(prefix) else name
+        if short in out:
+            raise ValueError(f"{path}: tensor {short} is present both as {short!r} and as "
+                             f"{prefix + short!r}; a file holds one copy of each weight")
+        out[short] = array
+    return out
+
+
+def check_layer_count(names, prefix, n_layer, path):
+    """Refuse a config with more layers than the file holds blocks ``{prefix}{i}.*``.
+
+    Called before any list of names or any model is built from the config: a
+    tiny config.json with n_layer = 10**9 fails here, in one pass over the
+    file's names, instead of after building 10**9 x 12 names (or parameters).
+    Every other size only enters shapes, which ``check_tensors`` compares.
+    """
+    found = {name[len(prefix):].split(".", 1)[0] for name in names if name.startswith(prefix)}
+    count = sum(index.isdigit() for index in found)
+    if n_layer > count:
+        raise ValueError(f"{path} holds {count} layer(s) {prefix}0.. {prefix}{count - 1}, but config.json "
+                         f"says n_layer={n_layer}: config.json does not describe this file")
+
+
+def check_tensors(state, shapes, path, what):
+    """Raise a ValueError naming ``path`` unless ``state`` has exactly the names of ``shapes``
+    ({name: shape}), each with its shape, as float16/32/64 without NaN or Inf.
+    ``what`` describes the model, e.g. "a GPT-2 with n_layer=2"."""
+    missing = [n for n in shapes if n not in state]
+    unexpected = [n for n in state if n not in shapes]
+    if missing or unexpected:
+        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
+                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
+        raise ValueError(f"{path} does not match {what}: " + "; ".join(parts))
+    for n, shape in shapes.items():
+        if tuple(state[n].shape) != tuple(shape):
+            raise ValueError(f"{path}: tensor {n} has shape {tuple(state[n].shape)}, expected {tuple(shape)} "
+                             f"from config.json")
+    safe_io.check_weights(state, path)
 
 
 def write_folder(directory, config, tensors):
@@ -118,18 +199,3 @@ def write_folder(directory, config, tensors):
         f.write("\n")
     # transformers checks the "format" metadata before loading a safetensors file
     save_file(tensors, weights_path(directory), metadata={"format": "pt"})
-
-
-def check_tensors(state, shapes, path, what):
-    """Raise a ValueError naming ``path`` unless ``state`` has exactly the names of ``shapes``
-    ({name: shape}), each with its shape. ``what`` describes the model, e.g. "a GPT-2 with n_layer=2"."""
-    missing = [n for n in shapes if n not in state]
-    unexpected = [n for n in state if n not in shapes]
-    if missing or unexpected:
-        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
-                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
-        raise ValueError(f"{path} does not match {what}: " + "; ".join(parts))
-    for n, shape in shapes.items():
-        if tuple(state[n].shape) != tuple(shape):
-            raise ValueError(f"{path}: tensor {n} has shape {tuple(state[n].shape)}, expected {tuple(shape)} "
-                             f"from config.json")

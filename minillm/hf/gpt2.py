@@ -77,6 +77,21 @@ def config_from_hf(hf, path=files.CONFIG_NAME):
         missing.append("n_positions")
     if missing:
         raise ValueError(f"{path} is missing the GPT-2 key(s) {missing}")
+    config = {
+        "vocab_size": hf["vocab_size"],
+        "block_size": hf.get("n_positions", hf.get("n_ctx")),
+        "n_layer": hf["n_layer"],
+        "n_head": hf["n_head"],
+        "n_embd": hf["n_embd"],
+        "bias": True,
+        "dropout": 0.0,
+    }
+    for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        v = config[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{path}: {key} must be a positive integer, got {v!r}")
+    if config["n_embd"] % config["n_head"]:
+        raise ValueError(f"{path}: n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
     checks = [  # (key, value, default, is it supported?, what minillm does)
         ("layer_norm_epsilon", hf.get("layer_norm_epsilon", 1e-5), None,
          lambda v: isinstance(v, (int, float)) and abs(v - 1e-5) <= 1e-12, "1e-5"),
@@ -93,21 +108,6 @@ def config_from_hf(hf, path=files.CONFIG_NAME):
     for key, value, _, ok, wanted in checks:
         if not ok(value):
             raise ValueError(f"{path}: {key} = {value!r} is not supported; minillm's GPT-2 needs {wanted}")
-    config = {
-        "vocab_size": hf["vocab_size"],
-        "block_size": hf.get("n_positions", hf.get("n_ctx")),
-        "n_layer": hf["n_layer"],
-        "n_head": hf["n_head"],
-        "n_embd": hf["n_embd"],
-        "bias": True,
-        "dropout": 0.0,
-    }
-    for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-        v = config[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{path}: {key} must be a positive integer, got {v!r}")
-    if config["n_embd"] % config["n_head"]:
-        raise ValueError(f"{path}: n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})")
     return config
 
 
@@ -155,10 +155,11 @@ def config_to_hf(config, bos_token_id=None, eos_token_id=None):
 # --- model.safetensors -------------------------------------------------------
 
 def state_from_hf(tensors, config, path=files.WEIGHTS_NAME):
-    """Hugging Face tensor names -> minillm names; checks names and shapes against ``config``."""
+    """Hugging Face tensor names -> minillm names; checks names, shapes, dtypes and values against ``config``."""
+    tensors = files.strip_prefix(tensors, "transformer.", path)
+    files.check_layer_count(tensors, "h.", config["n_layer"], path)   # before a name list of n_layer blocks
     state, lm_head = {}, None
-    for name, array in tensors.items():
-        short = name[len("transformer."):] if name.startswith("transformer.") else name
+    for short, array in tensors.items():
         if short == "lm_head.weight":
             lm_head = array
         elif short.endswith((".attn.bias", ".attn.masked_bias")) and ".c_" not in short:
@@ -167,8 +168,11 @@ def state_from_hf(tensors, config, path=files.WEIGHTS_NAME):
             state[short] = array
     shapes = expected_shapes(config)
     files.check_tensors(state, shapes, path, f"a GPT-2 with n_layer={config['n_layer']}")
-    if lm_head is not None and not np.array_equal(lm_head, state["wte.weight"]):
-        raise ValueError(f"{path}: lm_head.weight differs from wte.weight; minillm's GPT-2 ties them")
+    if lm_head is not None:
+        files.check_tensors({"lm_head.weight": lm_head}, {"lm_head.weight": shapes["wte.weight"]}, path,
+                            "GPT-2's output layer (tied to wte.weight)")
+        if not np.array_equal(lm_head, state["wte.weight"]):
+            raise ValueError(f"{path}: lm_head.weight differs from wte.weight; minillm's GPT-2 ties them")
     return {n: state[n] for n in shapes}  # minillm's parameter order
 
 

@@ -26,7 +26,8 @@ import regex
 from minillm.tokenizers.bpe_train import learn_merges, merge_pair
 from minillm.tokenizers.saving import SavesAsJSON
 from minillm.tokenizers.bytelevel import (
-    GPT2_SPLIT_PATTERN, special_splitter, str_to_token, token_to_str)
+    GPT2_SPLIT_PATTERN, check_special_tokens, known_split_pattern, special_splitter, str_to_token,
+    token_to_str)
 
 _CACHE_LIMIT = 200_000  # words kept in the per-word encoding cache
 
@@ -44,6 +45,7 @@ class BPETokenizer(SavesAsJSON):
     def __init__(self, vocab, merges, special_tokens=None, pattern=GPT2_SPLIT_PATTERN):
         self.vocab = [None if t is None else bytes(t) for t in vocab]
         self.special_tokens = dict(special_tokens or {})
+        check_special_tokens(self.special_tokens, "BPETokenizer")   # before they become a regex
         self.pattern = pattern
         self._split = regex.compile(pattern)
         self._special_split = special_splitter(self.special_tokens)
@@ -127,6 +129,8 @@ class BPETokenizer(SavesAsJSON):
         special tokens, kept whole, at whatever ids the file gives them (a
         Hugging Face-trained byte-level BPE puts ``<|endoftext|>`` at 0, RoBERTa
         ``<s> <pad> </s> <unk>`` at 0-3). ``save_gpt2`` writes the same pair back.
+        They must be written like one (``<...>`` or ``[...]``), so a ``merges.txt``
+        that lost lines is an error, not ``ing`` made special.
         """
         from minillm.tokenizers.gpt2_files import read_gpt2_tokenizer
         vocab, merges, specials = read_gpt2_tokenizer(vocab_json_path, merges_txt_path)
@@ -252,8 +256,8 @@ class BPETokenizer(SavesAsJSON):
             if t is None and s is not None:
                 raise ValueError(f"vocab entry {i} ({s!r}) is not in GPT-2's byte alphabet")
             vocab.append(t)
-        return cls(vocab, [tuple(m) for m in d["merges"]], d.get("special_tokens", {}),
-                   d.get("pattern", GPT2_SPLIT_PATTERN))
+        pattern = known_split_pattern(d.get("pattern", "gpt2"), "bpe tokenizer dict")  # never compiled from data
+        return cls(vocab, [tuple(m) for m in d["merges"]], d.get("special_tokens", {}), pattern)
 
     def save_gpt2(self, directory):
         """Write ``vocab.json`` + ``merges.txt`` in GPT-2's format (readable by ``from_gpt2``)."""

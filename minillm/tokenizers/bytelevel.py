@@ -22,6 +22,11 @@ import regex
 
 GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 GPT2_SPLIT_RE = regex.compile(GPT2_SPLIT_PATTERN)
+# The split patterns minillm knows, by name. A tokenizer read from a file (a checkpoint's
+# to_dict, a tokenizer.json) names one of these, or spells one exactly; a pattern is never
+# compiled from a file, since a regex can take exponential time ("(a|aa)+$") or drop text.
+SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN}
+MAX_SPECIAL_CHARS = 256     # "<|reserved_special_token_250|>" is 30; a 10 MB "token" is an attack
 
 
 def pretokenize(text, pattern=GPT2_SPLIT_RE):
@@ -65,6 +70,37 @@ def str_to_token(spelling):
         return bytes(BYTE_DECODER[c] for c in spelling)
     except KeyError:
         return None
+
+
+def known_split_pattern(value, where):
+    """The pattern text for ``value``, a name in ``SPLIT_PATTERNS`` or the exact text of one;
+    anything else is a ValueError naming ``where`` (the pattern is never compiled)."""
+    if isinstance(value, str):
+        if value in SPLIT_PATTERNS:
+            return SPLIT_PATTERNS[value]
+        if value in SPLIT_PATTERNS.values():
+            return value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ValueError(f"{where}: split pattern {shown} is not one minillm knows; expected one of "
+                     f"{sorted(SPLIT_PATTERNS)} (a pattern from a file is never compiled)")
+
+
+def check_special_tokens(special_tokens, where):
+    """Refuse special tokens that cannot be cut out of text safely: not a string, empty (it
+    would match between every two characters), not encodable as UTF-8 (a lone surrogate),
+    longer than ``MAX_SPECIAL_CHARS``, or not a plain integer id."""
+    for text, i in special_tokens.items():
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"{where}: special token {text!r} must be a non-empty string")
+        if len(text) > MAX_SPECIAL_CHARS:
+            raise ValueError(f"{where}: special token {text[:20]!r}... is {len(text):,} characters long, "
+                             f"more than {MAX_SPECIAL_CHARS}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{where}: special token {text!r} is not valid text ({error.reason})") from None
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ValueError(f"{where}: special token {text!r} has id {i!r}, not an integer")
 
 
 def special_splitter(special_tokens):

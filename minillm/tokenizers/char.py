@@ -15,6 +15,8 @@ token (the last id), which decodes to the Unicode replacement character.
 import json
 import os
 
+from minillm import safe_io
+
 UNK_TOKEN = "<unk>"
 UNK_TEXT = "\ufffd"  # what <unk> decodes to: the Unicode replacement character
 
@@ -106,5 +108,4 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path):
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        return cls.from_dict(safe_io.read_json_object(path, "a char tokenizer (JSON object)"))

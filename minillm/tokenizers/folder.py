@@ -15,7 +15,7 @@ different tokenizer.
 """
 import os
 
-from minillm.tokenizers.gpt2_files import read_json_object
+from minillm.safe_io import read_json_object
 
 TOKENIZER_JSON = "tokenizer.json"
 
@@ -36,7 +36,7 @@ def load(directory):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"tokenizer folder not found: {directory}")
     path = os.path.join(directory, TOKENIZER_JSON)
-    if os.path.isfile(path):
+    if os.path.lexists(path):      # lexists: a FIFO or a dangling link is refused by name, not skipped
         data = read_json_object(path, "a JSON object with a 'model' entry")
         model = data.get("model")
         kind = model.get("type") if isinstance(model, dict) else None
@@ -44,11 +44,11 @@ def load(directory):
             raise ValueError(f"{path}: tokenizer model type {kind!r} is not supported; "
                              f"minillm reads {sorted(TOKENIZER_JSON_READERS) or 'none yet'}")
         return TOKENIZER_JSON_READERS[kind](directory, path)
-    if os.path.isfile(os.path.join(directory, "vocab.json")) and os.path.isfile(os.path.join(directory, "merges.txt")):
+    if os.path.lexists(os.path.join(directory, "vocab.json")) and os.path.lexists(os.path.join(directory, "merges.txt")):
         return _read_gpt2_pair(directory)
     for name, reader in FILE_READERS.items():
         candidate = os.path.join(directory, name)
-        if os.path.isfile(candidate):
+        if os.path.lexists(candidate):
             return reader(directory, candidate)
     known = [TOKENIZER_JSON, "vocab.json + merges.txt"] + sorted(FILE_READERS)
     raise FileNotFoundError(f"no tokenizer files in {directory}: expected one of {known}")

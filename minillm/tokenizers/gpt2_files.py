@@ -11,29 +11,25 @@ original release names them ``encoder.json`` and ``vocab.bpe`` (same content).
 import json
 import os
 
-from minillm.tokenizers.bytelevel import str_to_token, token_to_str
+from minillm import safe_io
+from minillm.safe_io import read_json_object  # noqa: F401  (its home was here; hf and readers import it)
+from minillm.tokenizers.bytelevel import check_special_tokens, str_to_token, token_to_str
+
+MAX_TOKENIZER_BYTES = safe_io.MAX_JSON_BYTES   # GPT-2's vocab.json is 1 MB, merges.txt 0.5 MB
 
 
 def _check_file(path, what):
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{what} not found: {path}")
+    safe_io.regular_file(path, what)
     return path
 
 
-def read_json_object(path, what):
-    """The JSON object (a dict) in ``path``, or a clear error naming the file.
-
-    ``what`` describes the object for the message, e.g. "a JSON object token -> id".
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold {what}")
-    return data
+def is_marked_special(text):
+    """Is ``text`` written like a special token: ``<...>`` (GPT-2's ``<|endoftext|>``,
+    RoBERTa's ``<s>``) or ``[...]`` (BERT's ``[CLS]``)?"""
+    return len(text) >= 3 and (text[0], text[-1]) in (("<", ">"), ("[", "]"))
 
 
 def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
@@ -48,13 +44,15 @@ def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
     """
     vocab_json_path = _check_file(vocab_json_path, "GPT-2 vocab.json")
     merges_txt_path = _check_file(merges_txt_path, "GPT-2 merges.txt")
-    encoder = read_json_object(vocab_json_path, "a JSON object token -> id")
+    encoder = read_json_object(vocab_json_path, "a JSON object token -> id", MAX_TOKENIZER_BYTES)
+    for s, i in encoder.items():
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ValueError(f"{vocab_json_path}: token {s!r} has id {i!r}; ids must be integers")
     ids = sorted(encoder.values())
     if ids != list(range(len(ids))):
         raise ValueError(f"{vocab_json_path}: ids must be exactly 0..{len(ids) - 1}, each once")
 
-    with open(merges_txt_path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    lines = safe_io.read_text(merges_txt_path, MAX_TOKENIZER_BYTES, "merges.txt").split("\n")
     merge_strs = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip() or (lineno == 1 and line.startswith("#version")):
@@ -86,6 +84,13 @@ def read_gpt2_tokenizer(vocab_json_path, merges_txt_path):
                 raise ValueError(f"{merges_txt_path}: merge {rank} ({a!r} {b!r}) uses token "
                                  f"{s!r}, which is not in {os.path.basename(vocab_json_path)}")
         merges.append((encoder[a], encoder[b]))
+    unmarked = [s for s in specials if not is_marked_special(s)]
+    if unmarked:     # "ing" is not a merge result only when merges.txt lost the line that makes it
+        raise ValueError(f"{vocab_json_path}: {len(unmarked)} token(s) are neither a single byte nor the result "
+                         f"of a merge in {os.path.basename(merges_txt_path)} nor written like a special token "
+                         f"(<...> or [...]), e.g. {[s[:40] for s in unmarked[:3]]} (id {specials[unmarked[0]]}); "
+                         f"is {os.path.basename(merges_txt_path)} truncated?")
+    check_special_tokens(specials, vocab_json_path)
     return vocab, merges, specials
 
 

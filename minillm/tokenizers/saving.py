@@ -2,6 +2,8 @@
 import json
 import os
 
+from minillm import safe_io
+
 
 class SavesAsJSON:
     """Mixin for a tokenizer with ``to_dict()`` and ``from_dict(d)``: write and read them as UTF-8 JSON."""
@@ -13,5 +15,5 @@ class SavesAsJSON:
 
     @classmethod
     def load(cls, path):
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Read what ``save`` wrote: a regular file, strict JSON (``minillm.safe_io``), then ``from_dict``."""
+        return cls.from_dict(safe_io.read_json_object(path, f"a {cls.__name__} (JSON object)"))
