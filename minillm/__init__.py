@@ -21,6 +21,7 @@ from minillm import shapes, functional, nn, optim, kvcache, models, sampling, ge
 from minillm import tokenizers, corpus, batches, data, plotting, progress, mlm
 from minillm import checkpoint, distributed, train, lora, hf, finetune, evaluate, scaling
 from minillm import ngram, half_precision, memory, energy, filters, fairness
+from minillm import safe_io
 
 __all__ = ["backend", "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GPT", "GPTConfig",
            "Llama", "LlamaConfig", "Mixtral", "MixtralConfig", "T5", "T5Config", "Bert", "BertConfig"]

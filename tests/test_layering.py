@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "minillm"
 
 LAYERS = [  # lowest first; a module imports only from the layers before its own
-    ("backend", "shapes", "progress"),                            # foundations: no minillm imports
+    ("backend", "shapes", "progress", "safe_io"),                 # foundations: no minillm imports
     ("autograd",),                                                # Tensor, Function, backward
     ("functional", "gradcheck"),                                  # every op
     ("nn",),                                                      # modules, layers, blocks
