@@ -76,12 +76,16 @@ def clean(args):
     if args.out:
         report = clean_folder(args.in_dir, args.out, config, args.pattern)
     else:
-        cleaned, report = clean_documents(read_folder(args.in_dir, args.pattern), config)
+        skipped = []
+        cleaned, report = clean_documents(read_folder(args.in_dir, args.pattern, skipped), config)
+        report.skipped = skipped
         for _ in cleaned:        # stream through without keeping anything
             pass
     seconds = time.perf_counter() - start
     if report.docs_in == 0:
-        raise ValueError(f"IN_DIR {args.in_dir} holds no file matching --pattern {args.pattern!r}: nothing to clean")
+        none = "no readable file" if report.skipped else "no file"
+        raise ValueError(f"IN_DIR {args.in_dir} holds {none} matching --pattern {args.pattern!r}: nothing to clean"
+                         + "".join(f"\n  skipped {name}: {why}" for name, why in report.skipped[:5]))
     print(report.table())
     print(f"\n{seconds:.1f} s, {report.bytes_in / 1e6 / max(seconds, 1e-9):.2f} MB/s"
           + (f"; kept documents written to {args.out}" if args.out else ""))

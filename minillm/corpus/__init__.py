@@ -9,22 +9,24 @@ Host-side code: plain Python.
 """
 import os
 
+from minillm import safe_io
+
+MAX_CORPUS_BYTES = 1 << 30      # 1 GiB: the whole text is held in memory as one str
 CORPUS_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CORPUS = os.path.join(CORPUS_DIR, "shakespeare.txt")
 
 
-def load_corpus(path=None):
-    """The text of ``path`` (UTF-8), or of the shipped Shakespeare corpus when ``path`` is None."""
+def load_corpus(path=None, max_bytes=MAX_CORPUS_BYTES):
+    """The text of ``path`` (UTF-8), or of the shipped Shakespeare corpus when ``path`` is None.
+
+    ``path`` must be a regular file (a FIFO or ``/dev/zero`` is refused by
+    name) of at most ``max_bytes`` bytes.
+    """
     path = DEFAULT_CORPUS if path is None else os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"corpus file {path} does not exist "
                                 "(path=None reads the shipped Shakespeare corpus)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as error:          # a binary file, or another encoding
-        raise ValueError(f"corpus file {path} is not UTF-8 text: byte {error.object[error.start]:#04x} "
-                         f"at position {error.start} does not decode") from None
+    text = safe_io.read_text(path, max_bytes, "corpus file")
     if not text:
         raise ValueError(f"corpus file {path} is empty")
     return text

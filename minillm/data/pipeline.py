@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from minillm.data.folder import read_folder
 from minillm.data.dedup import MinHashLSH, drop_lines, line_key, text_key
 from minillm.data.normalise import normalise, scrub_pii
 from minillm.data.quality import quality_problem
@@ -141,21 +142,15 @@ def clean_documents(docs, config=None):
     return cleaner.run(docs), cleaner.report
 
 
-def read_folder(in_dir, pattern="*.txt"):
-    """Yield (relative name, text) for each matching file under ``in_dir``, in sorted order.
-
-    Files are read one at a time as UTF-8 (undecodable bytes become U+FFFD).
-    """
-    root = Path(in_dir)
-    if not root.is_dir():
-        raise ValueError(f"input folder {str(in_dir)!r} does not exist or is not a folder")
-    for path in sorted(root.rglob(pattern)):
-        yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8", errors="replace")
-
-
 def clean_folder(in_dir, out_dir, config=None, pattern="*.txt"):
-    """Clean every ``pattern`` file under ``in_dir`` into ``out_dir`` (same names); return the report."""
-    cleaned, report = clean_documents(read_folder(in_dir, pattern), config)
+    """Clean every ``pattern`` file under ``in_dir`` into ``out_dir`` (same names); return the report.
+
+    Links, FIFOs, devices, folders and unreadable files are not read: they are
+    listed in ``report.skipped`` (see ``folder.py``).
+    """
+    skipped = []
+    cleaned, report = clean_documents(read_folder(in_dir, pattern, skipped), config)
+    report.skipped = skipped                     # filled in as the folder is read
     for name, text in cleaned:
         target = Path(out_dir) / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,9 @@ class Report:
     negative). Edits of a document that is then dropped are not counted: its
     bytes all go to the reason it was dropped. So
     ``bytes_in == bytes_out + sum of bytes`` and
-    ``docs_in == docs_out + sum of the document counts``.
+    ``docs_in == docs_out + sum of the document counts``. Files that were
+    not read at all (a link, a FIFO, a folder named ``*.txt``) are not
+    documents: they are listed in ``skipped``.
     """
     docs_in: int = 0
     docs_out: int = 0
@@ -34,6 +36,7 @@ class Report:
     examples: dict = field(default_factory=dict)
     doc_reasons: set = field(default_factory=set)
     max_examples: int = 3
+    skipped: list = field(default_factory=list)   # (file name, why): files not read at all (data/folder.py)
 
     def add(self, reason, count, nbytes, example=None, drops_doc=False):
         tally = self.removed.setdefault(reason, [0, 0])
@@ -62,4 +65,7 @@ class Report:
             level = "doc" if reason in self.doc_reasons else "edit"
             example = (self.examples.get(reason) or [""])[0]
             rows.append(f"{reason:<22}{level:<6}{count:>8}{nbytes:>13,}  {example}"[:150].rstrip())
+        if self.skipped:
+            rows.append(f"files skipped, not read: {len(self.skipped)}")
+            rows += [f"  {name}: {why}"[:150] for name, why in self.skipped]
         return "\n".join(rows)
