@@ -59,12 +59,16 @@ def load_model(args):
                          "with the model it was trained on as --ckpt")
     if not ckpt.get("tokenizer"):
         raise ValueError(f"checkpoint {args.ckpt} holds no tokenizer: it was not written by a demo that trains")
-    model = GPT.from_checkpoint(ckpt)
+    try:                                           # the tokenizer first: it is cheap to check
+        tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"checkpoint {args.ckpt}: its tokenizer cannot be used: {error}") from None
+    model = GPT.from_checkpoint(ckpt, where=f"checkpoint {args.ckpt}")   # arrays checked before GPT(...)
     if args.adapter:
         load_adapter(args.adapter, model)
         merge_lora(model)                          # W' = W + (alpha / r) A B: no extra cost per token
     model.eval()
-    return model, tokenizer_from_dict(ckpt["tokenizer"]), ckpt
+    return model, tokenizer, ckpt
 
 
 def encode_prompt(tokenizer, text, drop_unknown):

@@ -65,8 +65,12 @@ def load_model(args):
         ckpt = checkpoint.load(path)
         if not ckpt.get("tokenizer"):
             raise ValueError(f"checkpoint {path} holds no tokenizer (write it with demos/train_shakespeare.py)")
-        model = GPT.from_checkpoint(ckpt)
-        return model, tokenizer_from_dict(ckpt["tokenizer"]), f"checkpoint {path} (step {ckpt.get('step', '?')})"
+        try:
+            tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"checkpoint {path}: its tokenizer cannot be used: {error}") from None
+        model = GPT.from_checkpoint(ckpt, where=f"checkpoint {path}")
+        return model, tokenizer, f"checkpoint {path} (step {ckpt['step']})"
     from minillm.corpus import load_corpus
     from minillm.tokenizers import CharTokenizer
     tokenizer = CharTokenizer.from_text(load_corpus())

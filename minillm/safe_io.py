@@ -14,6 +14,7 @@ these helpers, so each of the following is a clean error that names the file
                                                   non-finite numbers, repeated keys
     arrays = read_npz(path)                       a zip of .npy arrays, every size checked before
                                                   anything is inflated or allocated
+    check_layer_count(names, prefix, n, where)    a config's depth against the blocks present
     check_weights(arrays, where)                  float16/32/64 only, every value finite
 
 Why one module: a check written once is a check every loader has (and every
@@ -265,6 +266,21 @@ def read_npz(path, max_inflation=MAX_NPZ_INFLATION, what="archive"):
 
 
 # ----------------------------------------------------------------- weights
+
+def check_layer_count(names, prefix, n_layer, where):
+    """Refuse a config with more layers than the file holds blocks ``{prefix}{i}.*``.
+
+    Called before any list of names or any model is built from a config: a
+    tiny config with n_layer = 10**9 fails here, in one pass over the file's
+    names, instead of after building 10**9 x 12 names (or parameters). Every
+    other size only enters shapes, which are compared without allocating.
+    """
+    found = {name[len(prefix):].split(".", 1)[0] for name in names if name.startswith(prefix)}
+    count = sum(index.isdigit() for index in found)
+    if n_layer > count:
+        raise ValueError(f"{where} holds {count} layer(s) {prefix}0.. {prefix}{count - 1}, but its config "
+                         f"says n_layer={n_layer}: the config does not describe these weights")
+
 
 def check_weights(arrays, where):
     """Refuse weights a model cannot use: a dtype other than float16/32/64 (an int8 or bool

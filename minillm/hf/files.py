@@ -10,8 +10,8 @@ knows nothing about any family; a converter (``minillm/hf/gpt2.py``, ...)
 turns them into a model and back. It reads through ``minillm.safe_io`` (regular
 files only, shard names kept inside the folder, strict JSON), and gives every
 converter the checks to run before it builds anything: ``strip_prefix``
-(no weight twice), ``check_layer_count`` (the config's depth against the
-blocks the file holds) and ``check_tensors`` (names, shapes, dtypes, finite values).
+(no weight twice), ``safe_io.check_layer_count`` (the config's depth against
+the blocks the file holds) and ``check_tensors`` (names, shapes, dtypes, finite values).
 """
 import json
 import os
@@ -154,21 +154,6 @@ def strip_prefix(tensors, prefix, path):
                              f"{prefix + short!r}; a file holds one copy of each weight")
         out[short] = array
     return out
-
-
-def check_layer_count(names, prefix, n_layer, path):
-    """Refuse a config with more layers than the file holds blocks ``{prefix}{i}.*``.
-
-    Called before any list of names or any model is built from the config: a
-    tiny config.json with n_layer = 10**9 fails here, in one pass over the
-    file's names, instead of after building 10**9 x 12 names (or parameters).
-    Every other size only enters shapes, which ``check_tensors`` compares.
-    """
-    found = {name[len(prefix):].split(".", 1)[0] for name in names if name.startswith(prefix)}
-    count = sum(index.isdigit() for index in found)
-    if n_layer > count:
-        raise ValueError(f"{path} holds {count} layer(s) {prefix}0.. {prefix}{count - 1}, but config.json "
-                         f"says n_layer={n_layer}: config.json does not describe this file")
 
 
 def check_tensors(state, shapes, path, what):

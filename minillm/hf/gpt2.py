@@ -34,33 +34,19 @@ import dataclasses
 
 import numpy as np
 
-from minillm import backend
+from minillm import backend, safe_io
 from minillm.hf import files
-from minillm.models.gpt2 import GPT, GPTConfig
+from minillm.models.gpt2 import GPT, GPTConfig, parameter_shapes
 
 MODEL_CLASS = GPT
 MODEL_TYPE = "gpt2"
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")  # two names for GPT-2's tanh-approximated GELU
-_LAYER_PARAMS = (  # (name, shape in units of C) for each block
-    ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
-    ("attn.c_attn.weight", (1, 3)), ("attn.c_attn.bias", (3,)),
-    ("attn.c_proj.weight", (1, 1)), ("attn.c_proj.bias", (1,)),
-    ("ln_2.weight", (1,)), ("ln_2.bias", (1,)),
-    ("mlp.c_fc.weight", (1, 4)), ("mlp.c_fc.bias", (4,)),
-    ("mlp.c_proj.weight", (4, 1)), ("mlp.c_proj.bias", (1,)),
-)
 
 
 def expected_shapes(config):
     """{parameter name: shape} for a GPT-2 with this config dict (ours: vocab_size, block_size, ...)."""
-    V, P, C, L = (config["vocab_size"], config["block_size"], config["n_embd"], config["n_layer"])
-    shapes = {"wte.weight": (V, C), "wpe.weight": (P, C)}
-    for i in range(L):
-        for name, units in _LAYER_PARAMS:
-            shapes[f"h.{i}.{name}"] = tuple(u * C for u in units)
-    shapes["ln_f.weight"] = (C,)
-    shapes["ln_f.bias"] = (C,)
-    return shapes
+    return parameter_shapes(GPTConfig(**{k: config[k] for k in ("vocab_size", "block_size", "n_layer",
+                                                                "n_head", "n_embd")}))
 
 
 # --- config.json -------------------------------------------------------------
@@ -157,7 +143,7 @@ def config_to_hf(config, bos_token_id=None, eos_token_id=None):
 def state_from_hf(tensors, config, path=files.WEIGHTS_NAME):
     """Hugging Face tensor names -> minillm names; checks names, shapes, dtypes and values against ``config``."""
     tensors = files.strip_prefix(tensors, "transformer.", path)
-    files.check_layer_count(tensors, "h.", config["n_layer"], path)   # before a name list of n_layer blocks
+    safe_io.check_layer_count(tensors, "h.", config["n_layer"], path)   # before a name list of n_layer blocks
     state, lm_head = {}, None
     for short, array in tensors.items():
         if short == "lm_head.weight":

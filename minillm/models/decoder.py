@@ -14,7 +14,10 @@ The config must have ``vocab_size``, ``block_size`` (the longest sequence) and
 ``n_layer`` (the KV cache holds one entry per layer); ``config_class`` names
 its dataclass, so that ``from_checkpoint`` can rebuild it.
 """
+import os
+
 from minillm import functional as F
+from minillm import safe_io
 from minillm.autograd import Tensor, is_grad_enabled
 from minillm.backend import xp
 from minillm.nn import Module
@@ -73,14 +76,34 @@ class DecoderLM(Module):
             return logits
         return logits, F.cross_entropy(logits, targets)
 
+    layer_prefix = "h."    # the blocks' parameter names: "h.0.", "h.1.", ... (check_state counts them)
+
     @classmethod
-    def from_checkpoint(cls, path, seed=0):
+    def check_state(cls, config, state, where):
+        """Refuse a checkpoint's arrays that a model with ``config`` cannot take, before the
+        model is built: its config comes from the same untrusted file, and an n_layer of
+        10**6 over one block of weights would allocate gigabytes first. Here: the layer
+        count against the blocks present (one pass over the names), then dtypes and
+        finite values (``safe_io``); a family adds its shapes (``GPT.check_state``)."""
+        safe_io.check_layer_count(state, cls.layer_prefix, config.n_layer, where)
+        safe_io.check_weights(state, where)
+
+    @classmethod
+    def from_checkpoint(cls, path, seed=0, where=None):
         """A model with the config and weights of a training checkpoint: the file
         ``checkpoint.save`` wrote, or the dict ``checkpoint.load`` returned.
-        ``seed`` seeds the dropout stream (a resumed run restores its state)."""
+        ``seed`` seeds the dropout stream (a resumed run restores its state).
+        The arrays are checked against the config first (``check_state``);
+        errors name ``where`` (default: the file, or "checkpoint")."""
         from minillm import checkpoint   # a layer above the model: imported when used
         ckpt = path if isinstance(path, dict) else checkpoint.load(path)
-        model = cls(cls.config_class.from_dict(ckpt["config"]), seed=seed)
+        where = where or ("checkpoint" if isinstance(path, dict) else f"checkpoint {os.fspath(path)}")
+        try:
+            config = cls.config_class.from_dict(ckpt["config"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: its config is not a {cls.__name__}'s: {error}") from None
+        cls.check_state(config, ckpt["model"], where)     # before cls(config) allocates anything
+        model = cls(config, seed=seed)
         model.load_state_dict(ckpt["model"])
         return model
 

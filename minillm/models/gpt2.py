@@ -24,13 +24,23 @@ the inference path that keeps keys and values between calls (under
 import dataclasses
 import math
 
-from minillm import backend
+from minillm import backend, safe_io
 from minillm import functional as F
 from minillm.backend import xp
 from minillm.models.config import ModelConfig, check_bools, check_dropout, check_dtype, check_positive_ints
 from minillm.models.decoder import DecoderLM
 from minillm.nn import Module, ModuleList, Linear, Embedding, LayerNorm, Dropout, MLP
 from minillm.nn.attention import MultiHeadAttention, split_fused_heads
+from minillm.shapes import shape_text
+
+BLOCK_PARAMETERS = (  # (name, shape in units of C) in each block h.{i}, in parameter order
+    ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
+    ("attn.c_attn.weight", (1, 3)), ("attn.c_attn.bias", (3,)),
+    ("attn.c_proj.weight", (1, 1)), ("attn.c_proj.bias", (1,)),
+    ("ln_2.weight", (1,)), ("ln_2.bias", (1,)),
+    ("mlp.c_fc.weight", (1, 4)), ("mlp.c_fc.bias", (4,)),
+    ("mlp.c_proj.weight", (4, 1)), ("mlp.c_proj.bias", (1,)),
+)
 
 
 @dataclasses.dataclass
@@ -66,6 +76,18 @@ class GPTConfig(ModelConfig):
     @property
     def head_dim(self):
         return self.n_embd // self.n_head
+
+
+def parameter_shapes(config):
+    """{parameter name: shape} of a GPT with ``config``, in ``named_parameters`` order,
+    from the config alone: nothing is allocated (see ``GPT.check_state``)."""
+    V, T, C = config.vocab_size, config.block_size, config.n_embd
+    kept = [(name, units) for name, units in BLOCK_PARAMETERS if config.bias or not name.endswith(".bias")]
+    shapes = {"wte.weight": (V, C), "wpe.weight": (T, C)}
+    for i in range(config.n_layer):
+        shapes.update((f"h.{i}.{name}", tuple(u * C for u in units)) for name, units in kept)
+    shapes.update({"ln_f.weight": (C,), **({"ln_f.bias": (C,)} if config.bias else {})})
+    return shapes
 
 
 class CausalSelfAttention(MultiHeadAttention):
@@ -160,6 +182,23 @@ class GPT(DecoderLM):
         if non_embedding and (self.wpe.weight.requires_grad or not trainable_only):
             n -= self.wpe.weight.size
         return n
+
+    @classmethod
+    def check_state(cls, config, state, where):
+        """``DecoderLM.check_state`` (the layer count first), then every name and shape
+        from ``parameter_shapes`` (tuples, no arrays): a vocab_size of 3 * 10**7 over a
+        (65, C) embedding is refused before ``GPT(config)`` would allocate it."""
+        super().check_state(config, state, where)
+        shapes = parameter_shapes(config)
+        missing = [n for n in shapes if n not in state][:5]
+        unexpected = [n for n in state if n not in shapes][:5]
+        if missing or unexpected:
+            raise ValueError(f"{where}: its arrays do not fit its config: missing {missing}, "
+                             f"unexpected {unexpected}")
+        for name, shape in shapes.items():
+            if tuple(state[name].shape) != shape:
+                raise ValueError(f"{where}: array {name} has shape {shape_text(state[name].shape)}, its config "
+                                 f"needs {shape_text(shape)}")
 
     @classmethod
     def from_pretrained(cls, directory, dtype="float32"):

@@ -244,6 +244,7 @@ class Llama(DecoderLM):
     """
 
     config_class = LlamaConfig
+    layer_prefix = "model.layers."   # check_state counts these blocks before building anything
     layer_class = LlamaDecoderLayer
 
     def __init__(self, config, seed=0):
