@@ -30,7 +30,7 @@ loads) and adds ``h.0.attn.c_attn.lora_A`` and ``h.0.attn.c_attn.lora_B``.
 """
 import math
 
-from minillm import backend, checkpoint
+from minillm import backend, checkpoint, safe_io
 from minillm import functional as F
 from minillm.backend import xp
 from minillm.nn import Linear, Module, Parameter
@@ -253,6 +253,10 @@ def load_adapter(path, model):
                          f"{missing}, in the model only {extra}")
     params = dict(model.named_parameters())
     state = ckpt["model"]
+    foreign = sorted(set(state) - set(params))
+    if foreign:
+        raise ValueError(f"adapter {path} holds entries the model does not have: {foreign[:5]}")
+    safe_io.check_weights(state, f"adapter {path}")
     for name, value in state.items():
         if tuple(value.shape) != params[name].shape:
             raise ValueError(f"adapter entry {name}: shape {tuple(value.shape)}, the model expects "
