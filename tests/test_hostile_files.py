@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import zipfile
@@ -32,15 +31,7 @@ CONFIG = {"vocab_size": 11, "block_size": 8, "n_layer": 2, "n_head": 2, "n_embd"
 ADDRESS_SPACE = 320 << 20     # python + numpy + minillm need ~ 115 MB of it
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    def expire(signum, frame):
-        raise TimeoutError("the test ran past its 10 s limit (a FIFO read? a backtracking regex?)")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, 10)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("time_limit")      # each test: 10 s at most (conftest.py)
 
 
 # ------------------------------------------------------------------ crafting files

@@ -1,7 +1,6 @@
 """minillm.safe_io: the helpers every loader reads through (see tests/test_hostile_files.py for the loaders)."""
 import json
 import os
-import signal
 import zipfile
 
 import numpy as np
@@ -10,16 +9,7 @@ import pytest
 from minillm import safe_io
 
 
-@pytest.fixture(autouse=True)
-def time_limit():
-    """Each test must finish in 10 s: a FIFO that blocks or a regex that backtracks fails it."""
-    def expire(signum, frame):
-        raise TimeoutError("the test ran past its 10 s limit")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, 10)
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGALRM, previous)
+pytestmark = pytest.mark.usefixtures("time_limit")      # each test: 10 s at most (conftest.py)
 
 
 def test_regular_file_names_what_else_a_path_is(tmp_path):
