@@ -78,7 +78,7 @@ def load(args):
     if args.model_dir:
         vocab, merges = (os.path.join(args.model_dir, name) for name in ("vocab.json", "merges.txt"))
         for path in (vocab, merges):
-            if not os.path.isfile(path):
+            if not os.path.lexists(path):          # a FIFO or a link is refused by name when read
                 raise FileNotFoundError(f"{path} is missing: --model-dir needs GPT-2's vocab.json and merges.txt "
                                         "beside config.json and model.safetensors")
         return (GPT.from_pretrained(args.model_dir), BPETokenizer.from_gpt2(vocab, merges),
