@@ -93,7 +93,7 @@ def inside(directory, name, what="file"):
 
 
 def _open_regular(path, max_bytes, what):
-    """A binary file object for ``path`` after the checks; the size it has."""
+    """A binary file object for ``path``, a regular file of at most ``max_bytes`` bytes."""
     regular_file(path, what)
     # O_NONBLOCK: if the file was swapped for a FIFO since the stat, open returns instead of waiting
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
@@ -105,14 +105,13 @@ def _open_regular(path, max_bytes, what):
         os.close(fd)
         raise ValueError(f"{what} {path} is {st.st_size:,} bytes, more than the {max_bytes:,} "
                          f"a {what} may have")
-    return os.fdopen(fd, "rb"), st.st_size
+    return os.fdopen(fd, "rb")
 
 
 def read_bytes(path, max_bytes, what="file"):
     """The bytes of the regular file ``path``, refused (before reading) if larger than ``max_bytes``."""
     path = os.fspath(path)
-    f, _ = _open_regular(path, max_bytes, what)
-    with f:
+    with _open_regular(path, max_bytes, what) as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:     # it grew after the check
         raise ValueError(f"{what} {path} is more than the {max_bytes:,} bytes a {what} may have")
@@ -138,7 +137,8 @@ def read_text(path, max_bytes, what="file"):
 
 def _int(text):
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"the integer {text[:12]}... has {len(text)} digits, more than any size, id or generator state")
+        raise ValueError(f"the integer {text[:12]}... has {len(text)} digits, "
+                         "more than any size, id or generator state")
     return int(text)
 
 
@@ -190,13 +190,17 @@ def read_json(path, max_bytes=MAX_JSON_BYTES, what="JSON file"):
 def read_json_object(path, what, max_bytes=MAX_JSON_BYTES):
     """The JSON object (a dict) in ``path``; ``what`` describes it for the message ("a JSON object token -> id")."""
     path = os.fspath(path)
-    data = read_json(path, max_bytes, os.path.basename(path))
+    data = read_json(path, max_bytes, "JSON file")
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold {what}, not a JSON {type(data).__name__}")
     return data
 
 
 # ----------------------------------------------------------------- .npz archives
+
+class _Refused(ValueError):
+    """A member refused by a check below (its message already names the file)."""
+
 
 def _read_npy(member, stream, where):
     """The array in one .npy member, its header checked against the member's size first."""
@@ -207,20 +211,20 @@ def _read_npy(member, stream, where):
                        else np.lib.format.read_array_header_2_0)
         shape, fortran, dtype = read_header(stream)
     except Exception as error:    # bad magic, a header that is not a dict literal, ...
-        raise ValueError(f"{where}: entry {name} is not a .npy array ({error})") from None
+        raise _Refused(f"{where}: entry {name} is not a .npy array ({error})") from None
     if dtype.hasobject:
-        raise ValueError(f"{where}: entry {name} holds Python objects (a pickle), which minillm never loads")
+        raise _Refused(f"{where}: entry {name} holds Python objects (a pickle), which minillm never loads")
     nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if nbytes > member.file_size:
-        raise ValueError(f"{where}: entry {name} claims a {shape} {dtype} array ({nbytes:,} bytes) "
-                         f"but holds {member.file_size:,} bytes")
+    if any(d < 0 for d in shape) or nbytes > member.file_size:
+        raise _Refused(f"{where}: entry {name} claims a {shape} {dtype} array ({nbytes:,} bytes) "
+                       f"but holds {member.file_size:,} bytes")
     array = np.empty(shape, dtype, order="F" if fortran else "C")   # now known to fit the member
     view = memoryview(array.reshape(-1, order="A").view(np.uint8)) if nbytes else memoryview(b"")
     filled = 0
     while filled < nbytes:
         got = stream.readinto(view[filled:])
         if not got:
-            raise ValueError(f"{where}: entry {name} is truncated ({filled:,} of {nbytes:,} bytes)")
+            raise _Refused(f"{where}: entry {name} is truncated ({filled:,} of {nbytes:,} bytes)")
         filled += got
     return array
 
@@ -257,7 +261,7 @@ def read_npz(path, max_inflation=MAX_NPZ_INFLATION, what="archive"):
             try:
                 with archive.open(member) as stream:
                     arrays[key] = _read_npy(member, stream, f"{what} {path}")
-            except ValueError:
+            except _Refused:
                 raise
             except Exception as error:    # a CRC mismatch, a bad deflate stream, ...
                 raise ValueError(f"{what} {path}: entry {member.filename} is corrupt or truncated: "

@@ -25,6 +25,7 @@ HOST_SIDE = {
     "distributed.py",  # talks to MPI (host buffers) and cupy.cuda.nccl; packs gradients through backend.xp
     "ngram.py", "energy.py", "fairness.py",  # counting, meters and statistics on the host
     "mlm.py",  # BERT's masking: batches prepared on the host, like finetune.py
+    "safe_io.py",  # reads files into host arrays (.npz members, weight checks), before any model exists
 }
 HOST_SIDE_PREFIXES = ("tokenizers", "hf", "data", "corpus")  # tokenizers*.py and these packages
 ARRAY_LIBRARIES = {"numpy", "cupy", "cupyx"}
