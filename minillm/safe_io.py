@@ -15,7 +15,7 @@ these helpers, so each of the following is a clean error that names the file
     arrays = read_npz(path)                       a zip of .npy arrays, every size checked before
                                                   anything is inflated or allocated
     check_layer_count(names, prefix, n, where)    a config's depth against the blocks present
-    check_weights(arrays, where)                  float16/32/64 only, every value finite
+    check_weights(arrays, where)                  float16/bfloat16/32/64 only, every value finite
 
 Why one module: a check written once is a check every loader has (and every
 converter added later inherits); a check copied into each loader is a check
@@ -45,7 +45,7 @@ MiB = 1 << 20
 MAX_JSON_BYTES = 64 * MiB          # tokenizer.json of a 256k-token vocabulary is ~ 35 MB
 MAX_INT_DIGITS = 64                # a 128-bit generator state has 39 digits; sizes and ids far fewer
 MAX_NPZ_INFLATION = 8              # bytes in memory per byte on disk (minillm stores arrays uncompressed)
-WEIGHT_DTYPES = ("float16", "float32", "float64")
+WEIGHT_DTYPES = ("float16", "bfloat16", "float32", "float64")   # bfloat16: ml_dtypes arrays in memory
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -287,7 +287,7 @@ def check_layer_count(names, prefix, n_layer, where):
 
 
 def check_weights(arrays, where):
-    """Refuse weights a model cannot use: a dtype other than float16/32/64 (an int8 or bool
+    """Refuse weights a model cannot use: a dtype other than float16, bfloat16 (ml_dtypes), float32, float64 (an int8 or bool
     tensor would be cast to float silently), or a NaN/Inf value. Errors name the tensor."""
     for name, array in arrays.items():
         dtype = getattr(array, "dtype", None)
