@@ -287,8 +287,9 @@ def check_layer_count(names, prefix, n_layer, where):
 
 
 def check_weights(arrays, where):
-    """Refuse weights a model cannot use: a dtype other than float16, bfloat16 (ml_dtypes), float32, float64 (an int8 or bool
-    tensor would be cast to float silently), or a NaN/Inf value. Errors name the tensor."""
+    """Refuse weights a model cannot use: a dtype other than float16, bfloat16 (ml_dtypes),
+    float32, float64 (an int8 or bool tensor would be cast to float silently), or a NaN/Inf
+    value. Errors name the tensor."""
     for name, array in arrays.items():
         dtype = getattr(array, "dtype", None)
         if str(dtype) not in WEIGHT_DTYPES:
