@@ -27,7 +27,7 @@ its sliding-window attention, off in the released models, is an error if on.
 """
 import numpy as np
 
-from minillm import backend
+from minillm import backend, safe_io
 from minillm.hf import files
 from minillm.models.llama import Llama, LlamaConfig
 
@@ -163,9 +163,11 @@ def load(directory, dtype="float32", cls=Llama):
     """A ``Llama`` (or subclass ``cls``) from a Hugging Face Llama-family folder."""
     hf, config_path = files.read_config(directory)
     config = make_config({**config_from_hf(hf, config_path), "dtype": dtype}, config_path)
-    model = cls(config)
     tensors = files.read_tensors(directory)
-    model.load_state_dict(state_from_hf(tensors, model, files.weights_path(directory)))
+    weights = files.weights_path(directory)
+    safe_io.check_layer_count(tensors, cls.layer_prefix, config.n_layer, weights)   # before cls(config) allocates
+    model = cls(config)
+    model.load_state_dict(state_from_hf(tensors, model, weights))
     return model
 
 
