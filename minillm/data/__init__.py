@@ -27,7 +27,8 @@ and changes nothing (see ``Cleaner.clean`` for the one subtlety).
     normalise.py   1-2: normalise, scrub_pii
     dedup.py       3-5: drop_lines (boilerplate, duplicate lines), MinHashLSH
     quality.py     6:   quality_problem
-    pipeline.py    CleanConfig, Cleaner, clean_documents, read_folder, clean_folder
+    pipeline.py    CleanConfig, Cleaner, clean_documents, clean_folder
+    folder.py      read_folder: a folder's regular files; links, FIFOs, devices skipped and reported
 """
 from minillm.data.report import Report
 from minillm.data.normalise import normalise, scrub_pii
