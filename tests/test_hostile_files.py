@@ -330,6 +330,17 @@ def test_a_split_pattern_from_a_file_is_never_compiled(tmp_path, capsys, pattern
     assert status == 2 and "its tokenizer cannot be used" in err and "split pattern" in err, err
 
 
+@pytest.mark.parametrize("regex_text", [r"(a|aa)+$|\s+|.", "[a-z]+"])
+def test_a_tokenizer_json_split_regex_is_never_compiled(regex_text):
+    from minillm.tokenizers.pretokenizers import pre_tokenizer
+    split = {"type": "Split", "pattern": {"Regex": regex_text}, "behavior": "Isolated", "invert": False}
+    with pytest.raises(ValueError, match="tokenizer.json: split pattern .* is not one minillm knows"):
+        pre_tokenizer(split, "tokenizer.json")
+    from minillm.tokenizers.bytelevel import SPLIT_PATTERNS
+    known = pre_tokenizer({**split, "pattern": {"Regex": SPLIT_PATTERNS["llama3"]}}, "tokenizer.json")
+    assert known(["In 2024, cats"]) == ["In", " ", "202", "4", ",", " cats"]
+
+
 def test_the_known_split_pattern_loads_by_name_and_by_its_text():
     tok = trained_bpe()
     for stored in ("gpt2", tok.to_dict()["pattern"]):

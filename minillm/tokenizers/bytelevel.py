@@ -25,7 +25,15 @@ GPT2_SPLIT_RE = regex.compile(GPT2_SPLIT_PATTERN)
 # The split patterns minillm knows, by name. A tokenizer read from a file (a checkpoint's
 # to_dict, a tokenizer.json) names one of these, or spells one exactly; a pattern is never
 # compiled from a file, since a regex can take exponential time ("(a|aa)+$") or drop text.
-SPLIT_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN}
+SPLIT_PATTERNS = {
+    "gpt2": GPT2_SPLIT_PATTERN,
+    # Llama 3 (and GPT-4's cl100k): case-insensitive contractions, digits in groups of 1-3
+    "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+    # Qwen2: the same with every digit on its own
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+             r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
 MAX_SPECIAL_CHARS = 256     # "<|reserved_special_token_250|>" is 30; a 10 MB "token" is an attack
 
 

@@ -25,7 +25,7 @@ import unicodedata
 
 import regex
 
-from minillm.tokenizers.bytelevel import GPT2_SPLIT_PATTERN
+from minillm.tokenizers.bytelevel import GPT2_SPLIT_PATTERN, known_split_pattern
 from minillm.tokenizers.precompiled import Precompiled
 
 UNICODE_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
@@ -85,9 +85,11 @@ def chain(steps):
 
 
 def _pattern(spec, where):
-    """A Split's {"Regex": ...} or {"String": ...} as a compiled regex."""
+    """A Split's {"Regex": ...} or {"String": ...} as a compiled regex. A Regex must be one
+    minillm knows (``bytelevel.SPLIT_PATTERNS``: GPT-2, Llama 3, Qwen2), never compiled as the
+    file gives it: "(a|aa)+$" takes exponential time, "[a-z]+" drops text. A String is literal."""
     if "Regex" in spec:
-        return regex.compile(spec["Regex"])
+        return regex.compile(known_split_pattern(spec["Regex"], where))
     if "String" in spec:
         return regex.compile(regex.escape(spec["String"]))
     raise ValueError(f"{where}: a Split pattern must be a Regex or a String, got {spec!r}")
