@@ -122,6 +122,12 @@ def zip_bomb(path, inflated=160 << 20):
                 f.write(zeros)
 
 
+def claim_layers(folder, n_layer):
+    """Make a Llama-family folder's config.json claim ``n_layer`` layers over the weights it has."""
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": n_layer}))
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     """{case: (outcome, seconds)} for the cases that used to allocate gigabytes, run under RLIMIT_AS."""
@@ -134,9 +140,14 @@ def limited(tmp_path_factory):
     from minillm.models import Llama, LlamaConfig
     llama = root / "llama"
     minillm.hf.save(Llama(LlamaConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)), llama)
-    config = json.loads((llama / "config.json").read_text())
-    (llama / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 10 ** 6}))
+    claim_layers(llama, 10 ** 6)
     cases["hf_llama_n_layer_1e6"] = f"import minillm.hf; minillm.hf.load({str(llama)!r})"
+    from minillm.models import Mixtral, MixtralConfig
+    mixtral = root / "mixtral"
+    minillm.hf.save(Mixtral(MixtralConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8, n_expert=2,
+                                          top_k=1)), mixtral)
+    claim_layers(mixtral, 10 ** 6)
+    cases["hf_mixtral_n_layer_1e6"] = f"import minillm.hf; minillm.hf.load({str(mixtral)!r})"
     one_layer = Llama(LlamaConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
     path = rewrite(checkpoint.save(root / "llama.npz", one_layer) or root / "llama.npz",
                    lambda meta: meta["config"].update(n_layer=10 ** 6))
@@ -166,6 +177,8 @@ def limited(tmp_path_factory):
                      r"expected \(30000000, 4\)"),
     ("hf_llama_n_layer_1e6", r"ValueError: .*model.safetensors holds 2 layer\(s\) model.layers.0.. "
                              r"model.layers.1, but its config says n_layer=1000000"),
+    ("hf_mixtral_n_layer_1e6", r"ValueError: .*mixtral/model.safetensors holds 2 layer\(s\) model.layers.0.. "
+                               r"model.layers.1, but its config says n_layer=1000000"),
     ("ckpt_llama_n_layer_1e6", r"ValueError: checkpoint .*llama.npz holds 1 layer\(s\) model.layers.0.. "
                                r"model.layers.0, but its config says n_layer=1000000"),
     ("ckpt_n_layer_1e6", r"ValueError: checkpoint .*n_layer_1e6.npz holds 1 layer\(s\) .* n_layer=1000000"),

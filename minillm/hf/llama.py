@@ -159,15 +159,21 @@ def state_to_hf(state):
             for name, array in state.items()}
 
 
+def read_tensors_for(directory, config, cls):
+    """The folder's tensors, with ``config.n_layer`` checked against the blocks they hold before
+    ``cls(config)`` is built: a config.json claiming 10**6 layers fails here, not after allocating."""
+    tensors = files.read_tensors(directory)
+    safe_io.check_layer_count(tensors, cls.layer_prefix, config.n_layer, files.weights_path(directory))
+    return tensors
+
+
 def load(directory, dtype="float32", cls=Llama):
     """A ``Llama`` (or subclass ``cls``) from a Hugging Face Llama-family folder."""
     hf, config_path = files.read_config(directory)
     config = make_config({**config_from_hf(hf, config_path), "dtype": dtype}, config_path)
-    tensors = files.read_tensors(directory)
-    weights = files.weights_path(directory)
-    safe_io.check_layer_count(tensors, cls.layer_prefix, config.n_layer, weights)   # before cls(config) allocates
+    tensors = read_tensors_for(directory, config, cls)
     model = cls(config)
-    model.load_state_dict(state_from_hf(tensors, model, weights))
+    model.load_state_dict(state_from_hf(tensors, model, files.weights_path(directory)))
     return model
 
 
