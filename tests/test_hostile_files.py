@@ -148,6 +148,12 @@ def limited(tmp_path_factory):
                                           top_k=1)), mixtral)
     claim_layers(mixtral, 10 ** 6)
     cases["hf_mixtral_n_layer_1e6"] = f"import minillm.hf; minillm.hf.load({str(mixtral)!r})"
+    from minillm.models.t5 import T5, T5Config
+    t5 = root / "t5"
+    minillm.hf.save(T5(T5Config(vocab_size=11, d_model=8, d_kv=4, d_ff=16, num_layers=2, num_heads=2)), t5)
+    config = json.loads((t5 / "config.json").read_text())
+    (t5 / "config.json").write_text(json.dumps({**config, "num_decoder_layers": 10 ** 6}))
+    cases["hf_t5_n_layer_1e6"] = f"import minillm.hf; minillm.hf.load({str(t5)!r})"
     one_layer = Llama(LlamaConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
     path = rewrite(checkpoint.save(root / "llama.npz", one_layer) or root / "llama.npz",
                    lambda meta: meta["config"].update(n_layer=10 ** 6))
@@ -179,6 +185,8 @@ def limited(tmp_path_factory):
                              r"model.layers.1, but its config says n_layer=1000000"),
     ("hf_mixtral_n_layer_1e6", r"ValueError: .*mixtral/model.safetensors holds 2 layer\(s\) model.layers.0.. "
                                r"model.layers.1, but its config says n_layer=1000000"),
+    ("hf_t5_n_layer_1e6", r"ValueError: .*t5/model.safetensors holds 2 layer\(s\) decoder.block.0.. "
+                          r"decoder.block.1, but its config says n_layer=1000000"),
     ("ckpt_llama_n_layer_1e6", r"ValueError: checkpoint .*llama.npz holds 1 layer\(s\) model.layers.0.. "
                                r"model.layers.0, but its config says n_layer=1000000"),
     ("ckpt_n_layer_1e6", r"ValueError: checkpoint .*n_layer_1e6.npz holds 1 layer\(s\) .* n_layer=1000000"),

@@ -26,7 +26,7 @@ on loading (as for GPT-2); the file's ``dropout_rate`` is not a weight.
 """
 import numpy as np
 
-from minillm import backend
+from minillm import backend, safe_io
 from minillm.hf import files
 from minillm.models.t5 import FEED_FORWARDS, T5, T5Config
 
@@ -145,6 +145,8 @@ def load(directory, dtype="float32", cls=T5):
     config = config_from_hf(hf, config_path, has_lm_head=untied_head)
     if config["tie_word_embeddings"]:
         state.pop("lm_head.weight", None)
+    for prefix, depth in (("encoder.block.", "num_layers"), ("decoder.block.", "num_decoder_layers")):
+        safe_io.check_layer_count(state, prefix, config[depth], weights)    # before cls(...) allocates
     model = cls(T5Config(**config, dtype=dtype))
     names = [n for n, _ in model.named_parameters()]
     missing = [n for n in names if n not in state]
