@@ -80,17 +80,18 @@ def str_to_token(spelling):
         return None
 
 
-def known_split_pattern(value, where):
-    """The pattern text for ``value``, a name in ``SPLIT_PATTERNS`` or the exact text of one;
-    anything else is a ValueError naming ``where`` (the pattern is never compiled)."""
+def known_split_pattern(value, where, known=None):
+    """The pattern text for ``value``, a name in ``known`` (default ``SPLIT_PATTERNS``) or the
+    exact text of one; anything else is a ValueError naming ``where`` (it is never compiled)."""
+    known = SPLIT_PATTERNS if known is None else known
     if isinstance(value, str):
-        if value in SPLIT_PATTERNS:
-            return SPLIT_PATTERNS[value]
-        if value in SPLIT_PATTERNS.values():
+        if value in known:
+            return known[value]
+        if value in known.values():
             return value
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise ValueError(f"{where}: split pattern {shown} is not one minillm knows; expected one of "
-                     f"{sorted(SPLIT_PATTERNS)} (a pattern from a file is never compiled)")
+    raise ValueError(f"{where}: pattern {shown} is not one minillm knows; expected one of "
+                     f"{sorted(known)} (a pattern from a file is never compiled)")
 
 
 def check_special_tokens(special_tokens, where):

@@ -29,6 +29,7 @@ from minillm.tokenizers.bytelevel import GPT2_SPLIT_PATTERN, known_split_pattern
 from minillm.tokenizers.precompiled import Precompiled
 
 UNICODE_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
+REPLACE_PATTERNS = {"spaces": " {2,}"}   # SentencePiece's normaliser: a run of spaces becomes one
 METASPACE = "\u2581"   # "▁", SentencePiece's visible space
 
 
@@ -84,12 +85,13 @@ def chain(steps):
     return run
 
 
-def _pattern(spec, where):
-    """A Split's {"Regex": ...} or {"String": ...} as a compiled regex. A Regex must be one
-    minillm knows (``bytelevel.SPLIT_PATTERNS``: GPT-2, Llama 3, Qwen2), never compiled as the
-    file gives it: "(a|aa)+$" takes exponential time, "[a-z]+" drops text. A String is literal."""
+def _pattern(spec, where, known=None):
+    """A Split's or Replace's {"Regex": ...} or {"String": ...} as a compiled regex. A Regex must
+    be one minillm knows (``bytelevel.SPLIT_PATTERNS``: GPT-2, Llama 3, Qwen2; for Replace,
+    ``REPLACE_PATTERNS``), never compiled as the file gives it: "(a|aa)+$" takes exponential
+    time, "[a-z]+" drops text. A String is literal."""
     if "Regex" in spec:
-        return regex.compile(known_split_pattern(spec["Regex"], where))
+        return regex.compile(known_split_pattern(spec["Regex"], where, known))
     if "String" in spec:
         return regex.compile(regex.escape(spec["String"]))
     raise ValueError(f"{where}: a Split pattern must be a Regex or a String, got {spec!r}")
@@ -142,7 +144,7 @@ def normalizer(spec, where="normalizer"):
             return text.rstrip() if right else text
         return strip
     if kind == "Replace":
-        pattern, content = _pattern(spec["pattern"], where), spec["content"]
+        pattern, content = _pattern(spec["pattern"], where, REPLACE_PATTERNS), spec["content"]
         return lambda text: pattern.sub(lambda _: content, text)
     if kind == "Prepend":
         return lambda text: spec["prepend"] + text if text else text
