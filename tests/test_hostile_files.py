@@ -123,7 +123,7 @@ def zip_bomb(path, inflated=160 << 20):
 
 
 def claim_layers(folder, n_layer):
-    """Make a Llama-family folder's config.json claim ``n_layer`` layers over the weights it has."""
+    """Make a Llama or BERT folder's config.json claim ``n_layer`` layers over the weights it has."""
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "num_hidden_layers": n_layer}))
 
@@ -154,6 +154,11 @@ def limited(tmp_path_factory):
     config = json.loads((t5 / "config.json").read_text())
     (t5 / "config.json").write_text(json.dumps({**config, "num_decoder_layers": 10 ** 6}))
     cases["hf_t5_n_layer_1e6"] = f"import minillm.hf; minillm.hf.load({str(t5)!r})"
+    from minillm.models.bert import Bert, BertConfig
+    bert = root / "bert"
+    minillm.hf.save(Bert(BertConfig(vocab_size=11, max_position_embeddings=8, n_layer=2, n_head=2, n_embd=8)), bert)
+    claim_layers(bert, 10 ** 6)
+    cases["hf_bert_n_layer_1e6"] = f"import minillm.hf; minillm.hf.load({str(bert)!r})"
     one_layer = Llama(LlamaConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
     path = rewrite(checkpoint.save(root / "llama.npz", one_layer) or root / "llama.npz",
                    lambda meta: meta["config"].update(n_layer=10 ** 6))
@@ -187,6 +192,8 @@ def limited(tmp_path_factory):
                                r"model.layers.1, but its config says n_layer=1000000"),
     ("hf_t5_n_layer_1e6", r"ValueError: .*t5/model.safetensors holds 2 layer\(s\) decoder.block.0.. "
                           r"decoder.block.1, but its config says n_layer=1000000"),
+    ("hf_bert_n_layer_1e6", r"ValueError: .*bert/model.safetensors holds 2 layer\(s\) encoder.layer.0.. "
+                            r"encoder.layer.1, but its config says n_layer=1000000"),
     ("ckpt_llama_n_layer_1e6", r"ValueError: checkpoint .*llama.npz holds 1 layer\(s\) model.layers.0.. "
                                r"model.layers.0, but its config says n_layer=1000000"),
     ("ckpt_n_layer_1e6", r"ValueError: checkpoint .*n_layer_1e6.npz holds 1 layer\(s\) .* n_layer=1000000"),

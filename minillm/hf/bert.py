@@ -33,7 +33,7 @@ decoder tied to the word embeddings. Anything else is a ValueError naming the ke
 """
 import numpy as np
 
-from minillm import backend
+from minillm import backend, safe_io
 from minillm.hf import files
 from minillm.models.bert import Bert, BertConfig
 
@@ -128,6 +128,7 @@ def load(directory, dtype="float32", cls=Bert):
     state = state_from_hf(files.read_tensors(directory), path)
     classifier = state.get("classifier.weight")
     num_labels = 0 if classifier is None else classifier.shape[1]
+    safe_io.check_layer_count(state, "encoder.layer.", config["n_layer"], path)   # before cls(...) allocates
     model = cls(BertConfig(**config, num_labels=num_labels, dtype=dtype))
     result = model.load_state_dict(state, strict=False)
     required = [n for n in result.missing if not n.startswith(_OPTIONAL)]

@@ -27,9 +27,11 @@ import json
 import os
 import unicodedata
 
+from minillm import safe_io
 from minillm.tokenizers.folder import FILE_READERS, TOKENIZER_JSON_READERS
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_VOCAB_BYTES = safe_io.MAX_JSON_BYTES       # bert-base's vocab.txt is 0.2 MB
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
@@ -106,8 +108,7 @@ class WordPieceTokenizer:
         """From a vocab.txt; ``lowercase`` None reads "do_lower_case" from a tokenizer_config.json
         next to it (default True: the uncased models)."""
         path = os.fspath(path)
-        with open(path, encoding="utf-8") as f:
-            vocab = [line.rstrip("\n").rstrip("\r") for line in f]
+        vocab = [line.rstrip("\r") for line in safe_io.read_text(path, MAX_VOCAB_BYTES, "vocab.txt").split("\n")]
         while vocab and vocab[-1] == "":
             vocab.pop()
         if lowercase is None:
@@ -210,22 +211,19 @@ class WordPieceTokenizer:
 
     @classmethod
     def load(cls, path):
-        with open(os.fspath(path), encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        return cls.from_dict(safe_io.read_json_object(path, "a WordPiece tokenizer (JSON object)"))
 
 
 def _tokenizer_config(directory):
     path = os.path.join(directory, "tokenizer_config.json")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return safe_io.read_json_object(path, "a JSON object")
 
 
 def read_tokenizer_json(directory, path):
     """A tokenizer.json whose model is "WordPiece" with a BertNormalizer (or none)."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
+    data = safe_io.read_json_object(path, "a JSON object with a 'model' entry")
     model, normalizer = data["model"], data.get("normalizer") or {"type": "BertNormalizer", "lowercase": False,
                                                                  "strip_accents": False}
     if normalizer.get("type") != "BertNormalizer":
