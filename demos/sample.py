@@ -21,8 +21,10 @@ import time
 
 from minillm import backend, checkpoint, cli
 from minillm.lora import load_adapter, merge_lora
-from minillm.models import GPT
+from minillm.models import GPT, Llama, Mixtral
 from minillm.tokenizers import tokenizer_from_dict
+
+FAMILIES = {"gpt2": GPT, "llama": Llama, "mixtral": Mixtral}   # checkpoint "arch" -> class (= train_shakespeare.ARCHS)
 
 
 def build_parser():
@@ -59,7 +61,10 @@ def load_model(args):
                          "with the model it was trained on as --ckpt")
     if not ckpt.get("tokenizer"):
         raise ValueError(f"checkpoint {args.ckpt} holds no tokenizer: it was not written by a demo that trains")
-    model = GPT.from_checkpoint(ckpt)
+    arch = ckpt.get("arch", "gpt2")                # checkpoints from before --arch are GPT-2's
+    if arch not in FAMILIES:
+        raise ValueError(f"checkpoint {args.ckpt} holds a {arch!r} model; this demo knows {sorted(FAMILIES)}")
+    model = FAMILIES[arch].from_checkpoint(ckpt)
     if args.adapter:
         load_adapter(args.adapter, model)
         merge_lora(model)                          # W' = W + (alpha / r) A B: no extra cost per token
