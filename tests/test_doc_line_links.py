@@ -55,3 +55,34 @@ def test_each_line_link_points_at_its_code(row, path, first, last):
     if end is not None:
         assert end in lines[last - 1], (f"{where}-L{last}, but its last line is {lines[last - 1].strip()!r}: "
                                         "update the link")
+
+
+def quoted_code_lines():
+    """The code lines training.md quotes from train.py (plain ``` blocks whose first line is code)."""
+    blocks, block, language = [], None, None
+    for line in (ROOT / "docs" / "training.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            if block is None:
+                block, language = [], line[3:].strip()
+            else:
+                if language == "":
+                    blocks.append(block)
+                block = None
+        elif block is not None:
+            block.append(line)
+    for lines in blocks:
+        if not lines or "=" not in lines[0] or "(" not in lines[0]:
+            continue                                       # printed output or sample text, not code
+        for line in lines:
+            code = line.split("#")[0].strip()
+            if code and code != "...":
+                yield code
+
+
+def test_the_code_the_page_quotes_is_in_train_py():
+    source = [line.split("#")[0].strip() for line in
+              (ROOT / "minillm" / "train.py").read_text(encoding="utf-8").splitlines()]
+    quoted = list(quoted_code_lines())
+    assert len(quoted) >= 8                                # sections 2, 3 and 4 were found
+    missing = [code for code in quoted if code not in source]
+    assert not missing, f"training.md quotes lines that train.py no longer has: {missing}"
