@@ -21,7 +21,7 @@ import time
 
 from minillm import backend, checkpoint, cli
 from minillm.lora import load_adapter, merge_lora
-from minillm.models import GPT
+from minillm.models import decoder_from_checkpoint
 from minillm.tokenizers import tokenizer_from_dict
 
 
@@ -63,7 +63,7 @@ def load_model(args):
         tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"checkpoint {args.ckpt}: its tokenizer cannot be used: {error}") from None
-    model = GPT.from_checkpoint(ckpt, where=f"checkpoint {args.ckpt}")   # arrays checked before GPT(...)
+    model = decoder_from_checkpoint(ckpt, where=f"checkpoint {args.ckpt}")   # its family; arrays checked first
     if args.adapter:
         load_adapter(args.adapter, model)
         merge_lora(model)                          # W' = W + (alpha / r) A B: no extra cost per token

@@ -28,7 +28,7 @@ import sys
 import numpy
 
 from minillm import backend, cli, no_grad, sampling
-from minillm.models import GPT, GPTConfig
+from minillm.models import GPT, GPTConfig, decoder_from_checkpoint
 
 DEFAULT_CKPT = os.path.join("out", "shakespeare", "ckpt.npz")
 
@@ -69,7 +69,7 @@ def load_model(args):
             tokenizer = tokenizer_from_dict(ckpt["tokenizer"])
         except (TypeError, ValueError) as error:
             raise ValueError(f"checkpoint {path}: its tokenizer cannot be used: {error}") from None
-        model = GPT.from_checkpoint(ckpt, where=f"checkpoint {path}")
+        model = decoder_from_checkpoint(ckpt, where=f"checkpoint {path}")
         return model, tokenizer, f"checkpoint {path} (step {ckpt['step']})"
     from minillm.corpus import load_corpus
     from minillm.tokenizers import CharTokenizer

@@ -33,7 +33,7 @@ import numpy
 from minillm import backend, checkpoint, cli, distributed
 from minillm.energy import EnergyMeter, transformer_training_flops
 from minillm.memory import kv_cache_bytes_per_token
-from minillm.models import GPT, GPTConfig, Llama, LlamaConfig, Mixtral, MixtralConfig
+from minillm.models import DECODERS, GPT, GPTConfig, Llama, LlamaConfig, Mixtral, MixtralConfig
 from minillm.models.llama import default_hidden
 from minillm.plotting import plot_loss_curve
 from minillm.progress import format_duration
@@ -43,7 +43,7 @@ from minillm.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
 from minillm.train import TrainConfig, Trainer, TrainingDiverged
 
 DEFAULT_ITERS = 2000
-ARCHS = {"gpt2": GPT, "llama": Llama, "mixtral": Mixtral}   # --arch -> model class; checkpoints record which
+ARCHS = DECODERS   # --arch -> model class; checkpoints record which ("arch"), minillm.models reads it back
 
 
 def build_parser():

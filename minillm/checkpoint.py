@@ -237,16 +237,17 @@ def restore_rng(state):
 
 
 def restore(ckpt, optimizer_factory=None):
-    """Rebuild (model, optimizer) from a loaded checkpoint: a fresh GPT with its weights.
+    """Rebuild (model, optimizer) from a loaded checkpoint: a fresh model of the family the
+    checkpoint records (``models.decoder_from_checkpoint``) with its weights.
 
     ``optimizer_factory(model)`` builds a fresh optimizer with the same
     parameter groups as the saved one (e.g. ``lambda m: AdamW(
     param_groups_for_weight_decay(m, 0.1))``); its state is then loaded from
     ``ckpt["optimizer"]``. Without a factory the optimizer is None.
     """
-    from minillm.models import GPT   # here, not at the top: checkpoint stays model-agnostic
+    from minillm.models import decoder_from_checkpoint   # here, not at the top: checkpoint stays model-agnostic
 
-    model = GPT.from_checkpoint(ckpt)
+    model = decoder_from_checkpoint(ckpt)
     optimizer = None
     if optimizer_factory is not None:
         optimizer = optimizer_factory(model)

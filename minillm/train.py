@@ -287,14 +287,15 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(cls, ckpt, train_ids, val_ids, iters=None, model_class=None, **kwargs):
-        """A fresh model (a GPT unless ``model_class`` says another, e.g. Llama), optimizer and
-        generators in the state of ``ckpt``; ``iters`` may extend the run."""
-        from minillm.models import GPT   # here: the loop itself works with any such model
+        """A fresh model (of the family ``ckpt`` records, unless ``model_class`` says which),
+        optimizer and generators in the state of ``ckpt``; ``iters`` may extend the run."""
+        from minillm.models import decoder_from_checkpoint   # here: the loop itself works with any such model
 
         config = TrainConfig(**ckpt["train_config"])
         if iters is not None:
             config = dataclasses.replace(config, iters=iters)
-        model = (model_class or GPT).from_checkpoint(ckpt, seed=config.seed)
+        model = (model_class.from_checkpoint(ckpt, seed=config.seed) if model_class is not None
+                 else decoder_from_checkpoint(ckpt, seed=config.seed))
         kwargs.setdefault("tokenizer", ckpt.get("tokenizer"))
         return cls(model, train_ids, val_ids, config, **kwargs).load_state(ckpt)
 

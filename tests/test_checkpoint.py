@@ -195,3 +195,17 @@ def test_gpt_from_checkpoint_reads_a_path_or_a_loaded_dict(tmp_path):
             numpy.testing.assert_array_equal(p.numpy(), q.numpy(), err_msg=name)
     with pytest.raises(FileNotFoundError):
         GPT.from_checkpoint(tmp_path / "missing.npz")
+
+
+def test_restore_rebuilds_the_family_the_checkpoint_records(tmp_path):
+    """A Llama checkpoint comes back as a Llama (finetune.load_pretrained and every --ckpt demo use
+    restore); an unknown family is an error naming it."""
+    from minillm.models import Llama, LlamaConfig
+    model = Llama(LlamaConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8), seed=1)
+    checkpoint.save(tmp_path / "l.npz", model, arch="llama")
+    restored, _ = checkpoint.restore(checkpoint.load(tmp_path / "l.npz"))
+    assert type(restored) is Llama
+    numpy.testing.assert_array_equal(restored.state_dict()["lm_head.weight"], model.state_dict()["lm_head.weight"])
+    checkpoint.save(tmp_path / "x.npz", model, arch="rwkv")
+    with pytest.raises(ValueError, match="'rwkv' model; minillm's decoders are"):
+        checkpoint.restore(checkpoint.load(tmp_path / "x.npz"))
