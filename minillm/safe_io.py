@@ -271,8 +271,9 @@ def read_npz(path, max_inflation=MAX_NPZ_INFLATION, what="archive"):
 
 # ----------------------------------------------------------------- weights
 
-def check_layer_count(names, prefix, n_layer, where):
-    """Refuse a config with more layers than the file holds blocks ``{prefix}{i}.*``.
+def check_layer_count(names, prefix, n_layer, where, field="n_layer", kind="layer"):
+    """Refuse a config with more layers than the file holds blocks ``{prefix}{i}.*``
+    (or more of another numbered block: ``field="n_expert", kind="expert"``).
 
     Called before any list of names or any model is built from a config: a
     tiny config with n_layer = 10**9 fails here, in one pass over the file's
@@ -282,8 +283,8 @@ def check_layer_count(names, prefix, n_layer, where):
     found = {name[len(prefix):].split(".", 1)[0] for name in names if name.startswith(prefix)}
     count = sum(index.isdigit() for index in found)
     if n_layer > count:
-        raise ValueError(f"{where} holds {count} layer(s) {prefix}0.. {prefix}{count - 1}, but its config "
-                         f"says n_layer={n_layer}: the config does not describe these weights")
+        raise ValueError(f"{where} holds {count} {kind}(s) {prefix}0.. {prefix}{count - 1}, but its config "
+                         f"says {field}={n_layer}: the config does not describe these weights")
 
 
 def check_weights(arrays, where):
@@ -299,3 +300,23 @@ def check_weights(arrays, where):
             bad = int(finite.size - np.count_nonzero(finite))
             raise ValueError(f"{where}: tensor {name} has {bad} non-finite value(s) (NaN or Inf) "
                              f"of {finite.size}; a model with them computes NaN")
+
+
+def check_arrays(state, shapes, where, what, optional=()):
+    """Raise a ValueError naming ``where`` unless ``state`` has exactly the names of ``shapes``
+    ({name: shape}, from a family's ``parameter_shapes``: tuples, no arrays), each with its
+    shape, and weights ``check_weights`` accepts. ``what`` describes the model, e.g. "a GPT-2
+    with n_layer=2". Run before the model is built: a config's vocab_size of 3 * 10**7 over a
+    (65, C) table fails here instead of allocating the table first. Names starting with one
+    of the ``optional`` prefixes may be absent (heads a folder may lack)."""
+    missing = [n for n in shapes if n not in state and not n.startswith(tuple(optional))]
+    unexpected = [n for n in state if n not in shapes]
+    if missing or unexpected:
+        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
+                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
+        raise ValueError(f"{where} does not match {what}: " + "; ".join(parts))
+    for n, shape in shapes.items():
+        if n in state and tuple(state[n].shape) != tuple(shape):
+            raise ValueError(f"{where}: tensor {n} has shape {tuple(state[n].shape)}, expected {tuple(shape)} "
+                             f"from its config")
+    check_weights(state, where)

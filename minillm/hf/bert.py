@@ -128,14 +128,15 @@ def load(directory, dtype="float32", cls=Bert):
     state = state_from_hf(files.read_tensors(directory), path)
     classifier = state.get("classifier.weight")
     num_labels = 0 if classifier is None else classifier.shape[1]
-    safe_io.check_layer_count(state, "encoder.layer.", config["n_layer"], path)   # before cls(...) allocates
-    model = cls(BertConfig(**config, num_labels=num_labels, dtype=dtype))
-    result = model.load_state_dict(state, strict=False)
-    required = [n for n in result.missing if not n.startswith(_OPTIONAL)]
-    if required or result.unexpected:
-        parts = ([f"missing tensors {required[:6]}"] if required else []) + \
-                ([f"unexpected tensors {result.unexpected[:6]}"] if result.unexpected else [])
-        raise ValueError(f"{path} does not match a BERT with n_layer={config['n_layer']}: " + "; ".join(parts))
+    safe_io.check_layer_count(state, "encoder.layer.", config["n_layer"], path)   # before a list of names
+    config = BertConfig(**config, num_labels=num_labels, dtype=dtype)
+    shapes = cls.parameter_shapes(config)
+    safe_io.check_arrays(state, shapes, path, f"a BERT with n_layer={config.n_layer}", optional=_OPTIONAL)
+    if all(name in state for name in shapes):
+        model = files.model_from_state(cls, config, state)
+    else:   # a head the folder lacks keeps its random init (as transformers does)
+        model = cls(config)
+        model.load_state_dict(state, strict=False)
     return model.eval()  # as transformers' from_pretrained: dropout (from config.json) is off until .train()
 
 

@@ -11,7 +11,8 @@ turns them into a model and back. It reads through ``minillm.safe_io`` (regular
 files only, shard names kept inside the folder, strict JSON), and gives every
 converter the checks to run before it builds anything: ``strip_prefix``
 (no weight twice), ``safe_io.check_layer_count`` (the config's depth against
-the blocks the file holds) and ``check_tensors`` (names, shapes, dtypes, finite values).
+the blocks the file holds) and ``check_tensors`` (names, shapes, dtypes, finite values),
+and ``model_from_state``: the model built without a random init, then filled.
 """
 import json
 import os
@@ -157,20 +158,19 @@ def strip_prefix(tensors, prefix, path):
 
 
 def check_tensors(state, shapes, path, what):
-    """Raise a ValueError naming ``path`` unless ``state`` has exactly the names of ``shapes``
-    ({name: shape}), each with its shape, as float16/32/64 without NaN or Inf.
-    ``what`` describes the model, e.g. "a GPT-2 with n_layer=2"."""
-    missing = [n for n in shapes if n not in state]
-    unexpected = [n for n in state if n not in shapes]
-    if missing or unexpected:
-        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
-                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
-        raise ValueError(f"{path} does not match {what}: " + "; ".join(parts))
-    for n, shape in shapes.items():
-        if tuple(state[n].shape) != tuple(shape):
-            raise ValueError(f"{path}: tensor {n} has shape {tuple(state[n].shape)}, expected {tuple(shape)} "
-                             f"from config.json")
-    safe_io.check_weights(state, path)
+    """``safe_io.check_arrays``: exactly the names of ``shapes``, each with its shape,
+    float16/32/64 without NaN or Inf, or a ValueError naming ``path`` and the tensor."""
+    safe_io.check_arrays(state, shapes, path, what)
+
+
+def model_from_state(cls, config, state):
+    """``cls(config)`` holding ``state`` (checked already against ``config``): built inside
+    ``nn.skip_init()``, so no weight is drawn at random only to be overwritten."""
+    from minillm.nn import skip_init
+    with skip_init():
+        model = cls(config)
+    model.load_state_dict(state)
+    return model
 
 
 def write_folder(directory, config, tensors):

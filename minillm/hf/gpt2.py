@@ -209,9 +209,7 @@ def write_gpt2(directory, config, state_dict, dtype="float32", bos_token_id=None
 def load(directory, dtype="float32", cls=GPT):
     """A ``GPT`` (or subclass ``cls``) from a Hugging Face GPT-2 folder."""
     config_dict, state = read_gpt2(directory)
-    model = cls(GPTConfig.from_dict({**config_dict, "dtype": dtype}))
-    model.load_state_dict(state)
-    return model
+    return files.model_from_state(cls, GPTConfig.from_dict({**config_dict, "dtype": dtype}), state)
 
 
 def save(model, directory):

@@ -27,7 +27,7 @@ its sliding-window attention, off in the released models, is an error if on.
 """
 import numpy as np
 
-from minillm import backend, safe_io
+from minillm import backend
 from minillm.hf import files
 from minillm.models.llama import Llama, LlamaConfig
 
@@ -138,18 +138,18 @@ def config_to_hf(config, model_type=MODEL_TYPE, architecture="LlamaForCausalLM")
 
 # --- model.safetensors -------------------------------------------------------
 
-def state_from_hf(tensors, model, path=files.WEIGHTS_NAME):
-    """Hugging Face tensors -> minillm state dict for ``model``; names and shapes checked."""
+def state_from_hf(tensors, config, path=files.WEIGHTS_NAME, cls=Llama):
+    """Hugging Face tensors -> minillm state dict for a ``cls`` with ``config``; every name and
+    shape checked against ``cls.parameter_shapes(config)`` (``check_state``), before any model exists."""
     state = {name: as_hf_layout(name, array) for name, array in tensors.items()
              if not name.endswith(SKIPPED_SUFFIXES)}
-    if model.config.tie_word_embeddings and "lm_head.weight" in state:
+    if config.tie_word_embeddings and "lm_head.weight" in state:
         lm_head = state.pop("lm_head.weight")
         embed = state.get("model.embed_tokens.weight")
         if embed is not None and not np.array_equal(lm_head.T, embed):
             raise ValueError(f"{path}: lm_head.weight differs from model.embed_tokens.weight, but "
                              f"config.json says tie_word_embeddings = true")
-    shapes = {name: p.shape for name, p in model.named_parameters()}
-    files.check_tensors(state, shapes, path, f"a {type(model).__name__} with n_layer={model.config.n_layer}")
+    cls.check_state(config, state, path)
     return state
 
 
@@ -159,22 +159,13 @@ def state_to_hf(state):
             for name, array in state.items()}
 
 
-def read_tensors_for(directory, config, cls):
-    """The folder's tensors, with ``config.n_layer`` checked against the blocks they hold before
-    ``cls(config)`` is built: a config.json claiming 10**6 layers fails here, not after allocating."""
-    tensors = files.read_tensors(directory)
-    safe_io.check_layer_count(tensors, cls.layer_prefix, config.n_layer, files.weights_path(directory))
-    return tensors
-
-
 def load(directory, dtype="float32", cls=Llama):
-    """A ``Llama`` (or subclass ``cls``) from a Hugging Face Llama-family folder."""
+    """A ``Llama`` (or subclass ``cls``) from a Hugging Face Llama-family folder: the tensors are
+    checked against the config first, then the model is built without a random init and filled."""
     hf, config_path = files.read_config(directory)
     config = make_config({**config_from_hf(hf, config_path), "dtype": dtype}, config_path)
-    tensors = read_tensors_for(directory, config, cls)
-    model = cls(config)
-    model.load_state_dict(state_from_hf(tensors, model, files.weights_path(directory)))
-    return model
+    state = state_from_hf(files.read_tensors(directory), config, files.weights_path(directory), cls)
+    return files.model_from_state(cls, config, state)
 
 
 def save(model, directory):

@@ -88,10 +88,8 @@ def load(directory, dtype="float32", cls=Mixtral):
     """A ``Mixtral`` (or subclass ``cls``) from a Hugging Face Mixtral folder."""
     hf, config_path = files.read_config(directory)
     config = llama.make_config({**config_from_hf(hf, config_path), "dtype": dtype}, config_path, MixtralConfig)
-    tensors = split_fused_experts(llama.read_tensors_for(directory, config, cls))   # depth checked first
-    model = cls(config)
-    model.load_state_dict(llama.state_from_hf(tensors, model, files.weights_path(directory)))
-    return model
+    tensors = split_fused_experts(files.read_tensors(directory))   # splits what the file holds, no more
+    return files.model_from_state(cls, config, llama.state_from_hf(tensors, config, files.weights_path(directory), cls))
 
 
 def save(model, directory):

@@ -146,21 +146,11 @@ def load(directory, dtype="float32", cls=T5):
     if config["tie_word_embeddings"]:
         state.pop("lm_head.weight", None)
     for prefix, depth in (("encoder.block.", "num_layers"), ("decoder.block.", "num_decoder_layers")):
-        safe_io.check_layer_count(state, prefix, config[depth], weights)    # before cls(...) allocates
-    model = cls(T5Config(**config, dtype=dtype))
-    names = [n for n, _ in model.named_parameters()]
-    missing = [n for n in names if n not in state]
-    unexpected = [n for n in state if n not in names]
-    if missing or unexpected:
-        parts = ([f"missing tensors {missing[:6]}{' ...' if len(missing) > 6 else ''}"] if missing else []) + \
-                ([f"unexpected tensors {unexpected[:6]}"] if unexpected else [])
-        raise ValueError(f"{weights} does not match a T5 with num_layers={config['num_layers']}, "
-                         f"feed_forward_proj={config['feed_forward_proj']!r}: " + "; ".join(parts))
-    try:
-        model.load_state_dict(state)
-    except ValueError as e:
-        raise ValueError(f"{weights}: {e}") from None
-    return model
+        safe_io.check_layer_count(state, prefix, config[depth], weights)    # before a list of names is built
+    config = T5Config(**config, dtype=dtype)
+    safe_io.check_arrays(state, cls.parameter_shapes(config), weights, f"a T5 with num_layers="
+                         f"{config.num_layers}, feed_forward_proj={config.feed_forward_proj!r}")
+    return files.model_from_state(cls, config, state)
 
 
 def save(model, directory):

@@ -97,6 +97,36 @@ class BertConfig(ModelConfig):
         check_dtype(self)
 
 
+def parameter_shapes(config):
+    """{parameter name: shape} of a Bert with ``config``, in ``named_parameters`` order, from the
+    config alone (tuples, no arrays): a loader compares a file against it before building."""
+    C, I, V = config.n_embd, config.n_inner, config.vocab_size
+
+    def dense(name, n_in, n_out):
+        return {f"{name}.weight": (n_in, n_out), f"{name}.bias": (n_out,)}
+
+    def layer_norm(name):
+        return {f"{name}.weight": (C,), f"{name}.bias": (C,)}
+
+    shapes = {"embeddings.word_embeddings.weight": (V, C),
+              "embeddings.position_embeddings.weight": (config.max_position_embeddings, C),
+              "embeddings.token_type_embeddings.weight": (config.type_vocab_size, C),
+              **layer_norm("embeddings.LayerNorm")}
+    for i in range(config.n_layer):
+        layer = f"encoder.layer.{i}"
+        for name in ("query", "key", "value"):
+            shapes.update(dense(f"{layer}.attention.self.{name}", C, C))
+        shapes.update({**dense(f"{layer}.attention.output.dense", C, C),
+                       **layer_norm(f"{layer}.attention.output.LayerNorm"),
+                       **dense(f"{layer}.intermediate.dense", C, I),
+                       **dense(f"{layer}.output.dense", I, C), **layer_norm(f"{layer}.output.LayerNorm")})
+    shapes.update({**dense("pooler.dense", C, C), **dense("cls.predictions.transform.dense", C, C),
+                   **layer_norm("cls.predictions.transform.LayerNorm"), "cls.predictions.bias": (V,)})
+    if config.num_labels:
+        shapes.update(dense("classifier", C, config.num_labels))
+    return shapes
+
+
 class BertSelfAttention(MultiHeadAttention):
     """The shared core, bidirectional (causal=False), with separate query, key, value
     projections (C, C); the output projection is the next module (``attention.output``)."""
@@ -251,6 +281,8 @@ class Bert(Module):
     with ``targets`` (``ignore_index`` -100 where not masked) -> (logits, loss).
     ``model.classify(idx, attention_mask, token_type_ids)`` -> class logits (B, K).
     """
+
+    parameter_shapes = staticmethod(parameter_shapes)   # what a loader checks a file against
 
     def __init__(self, config, seed=0):
         super().__init__()

@@ -20,7 +20,7 @@ from minillm import functional as F
 from minillm import safe_io
 from minillm.autograd import Tensor, is_grad_enabled
 from minillm.backend import xp
-from minillm.nn import Module
+from minillm.nn import Module, skip_init
 from minillm.shapes import shape_text
 
 
@@ -78,15 +78,23 @@ class DecoderLM(Module):
 
     layer_prefix = "h."    # the blocks' parameter names: "h.0.", "h.1.", ... (check_state counts them)
 
+    @staticmethod
+    def parameter_shapes(config):
+        """{parameter name: shape} of the model ``config`` describes, from the config alone
+        (tuples, no arrays), in ``named_parameters`` order. Each family defines it."""
+        raise NotImplementedError("a DecoderLM family must define parameter_shapes(config)")
+
     @classmethod
     def check_state(cls, config, state, where):
-        """Refuse a checkpoint's arrays that a model with ``config`` cannot take, before the
-        model is built: its config comes from the same untrusted file, and an n_layer of
-        10**6 over one block of weights would allocate gigabytes first. Here: the layer
-        count against the blocks present (one pass over the names), then dtypes and
-        finite values (``safe_io``); a family adds its shapes (``GPT.check_state``)."""
+        """Refuse arrays that a model with ``config`` cannot take, before the model is built:
+        the config comes from the same untrusted file, and an n_layer of 10**6 or a
+        vocab_size of 3 * 10**7 over tiny arrays would allocate gigabytes first. The layer
+        count against the blocks present (one pass over the names, before a list of
+        n_layer names is made), then every name and shape against ``parameter_shapes``,
+        dtypes and finite values (``safe_io.check_arrays``)."""
         safe_io.check_layer_count(state, cls.layer_prefix, config.n_layer, where)
-        safe_io.check_weights(state, where)
+        safe_io.check_arrays(state, cls.parameter_shapes(config), where,
+                             f"a {cls.__name__} with n_layer={config.n_layer}")
 
     @classmethod
     def from_checkpoint(cls, path, seed=0, where=None):
@@ -103,7 +111,8 @@ class DecoderLM(Module):
         except (TypeError, ValueError) as error:
             raise ValueError(f"{where}: its config is not a {cls.__name__}'s: {error}") from None
         cls.check_state(config, ckpt["model"], where)     # before cls(config) allocates anything
-        model = cls(config, seed=seed)
+        with skip_init():                                  # every weight is overwritten next
+            model = cls(config, seed=seed)
         model.load_state_dict(ckpt["model"])
         return model
 

@@ -138,6 +138,33 @@ class LlamaConfig(ModelConfig):
         return 2 * self.n_layer * batch * n_tokens * self.n_kv_head * self.head_dim * itemsize
 
 
+def linear_shapes(name, n_in, n_out, bias):
+    """{name.weight: (in, out), name.bias: (out,)}: a ``Linear``'s parameter shapes, no arrays."""
+    return {f"{name}.weight": (n_in, n_out), **({f"{name}.bias": (n_out,)} if bias else {})}
+
+
+def parameter_shapes(config, feed_forward_shapes=None):
+    """{parameter name: shape} of a Llama with ``config``, in ``named_parameters`` order, from
+    the config alone (see ``DecoderLM.check_state``). ``feed_forward_shapes(config, prefix)``
+    gives each layer's feed-forward part (default: the SwiGLU ``mlp``; Mixtral's experts)."""
+    feed_forward_shapes = feed_forward_shapes or LlamaDecoderLayer.feed_forward_shapes
+    C, D, H, Hkv = config.n_embd, config.head_dim, config.n_head, config.n_kv_head
+    qkv_bias = config.attention_bias or config.qkv_bias
+    shapes = {"model.embed_tokens.weight": (config.vocab_size, C)}
+    for i in range(config.n_layer):
+        layer = f"model.layers.{i}"
+        shapes[f"{layer}.input_layernorm.weight"] = (C,)
+        for name, n_out in (("q_proj", H * D), ("k_proj", Hkv * D), ("v_proj", Hkv * D)):
+            shapes.update(linear_shapes(f"{layer}.self_attn.{name}", C, n_out, qkv_bias))
+        shapes.update(linear_shapes(f"{layer}.self_attn.o_proj", H * D, C, config.attention_bias))
+        shapes[f"{layer}.post_attention_layernorm.weight"] = (C,)
+        shapes.update(feed_forward_shapes(config, layer))
+    shapes["model.norm.weight"] = (C,)
+    if not config.tie_word_embeddings:
+        shapes.update(linear_shapes("lm_head", C, config.vocab_size, False))
+    return shapes
+
+
 class LlamaAttention(MultiHeadAttention):
     """The shared attention core with Llama's projections and RoPE.
 
@@ -206,6 +233,14 @@ class LlamaDecoderLayer(Module):
         self.mlp = LlamaMLP(config.n_embd, config.n_hidden, config.mlp_bias, rng, 0.02,
                             0.02 / math.sqrt(2 * config.n_layer), config.dtype)
 
+    @staticmethod
+    def feed_forward_shapes(config, prefix):
+        """The shapes ``build_feed_forward`` makes under ``prefix`` (``parameter_shapes``)."""
+        C, I, bias = config.n_embd, config.n_hidden, config.mlp_bias
+        return {**linear_shapes(f"{prefix}.mlp.gate_proj", C, I, bias),
+                **linear_shapes(f"{prefix}.mlp.up_proj", C, I, bias),
+                **linear_shapes(f"{prefix}.mlp.down_proj", I, C, bias)}
+
     def feed_forward(self, x):
         return self.mlp(x)                                               # (B, T, C)
 
@@ -246,6 +281,11 @@ class Llama(DecoderLM):
     config_class = LlamaConfig
     layer_prefix = "model.layers."   # check_state counts these blocks before building anything
     layer_class = LlamaDecoderLayer
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        """``parameter_shapes`` with this family's layers: what ``check_state`` compares a file against."""
+        return parameter_shapes(config, cls.layer_class.feed_forward_shapes)
 
     def __init__(self, config, seed=0):
         super().__init__()

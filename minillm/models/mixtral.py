@@ -25,7 +25,8 @@ import numbers
 
 from minillm.backend import to_numpy, xp
 from minillm.models.config import check_positive_ints
-from minillm.models.llama import Llama, LlamaConfig, LlamaDecoderLayer
+from minillm.models.llama import Llama, LlamaConfig, LlamaDecoderLayer, linear_shapes
+from minillm import safe_io
 from minillm.nn.moe import SparseMoE, load_balancing_loss
 
 
@@ -74,6 +75,16 @@ class MixtralDecoderLayer(LlamaDecoderLayer):
         self.block_sparse_moe = SparseMoE(config.n_embd, config.n_hidden, config.n_expert, config.top_k, rng,
                                           0.02, 0.02 / math.sqrt(2 * config.n_layer), config.dtype)
 
+    @staticmethod
+    def feed_forward_shapes(config, prefix):
+        """The router (C, E) and E experts' w1, w3 (C, I) and w2 (I, C) under ``prefix``."""
+        C, I, moe = config.n_embd, config.n_hidden, f"{prefix}.block_sparse_moe"
+        shapes = linear_shapes(f"{moe}.gate", C, config.n_expert, False)
+        for e in range(config.n_expert):
+            shapes.update({f"{moe}.experts.{e}.w1.weight": (C, I), f"{moe}.experts.{e}.w2.weight": (I, C),
+                           f"{moe}.experts.{e}.w3.weight": (C, I)})
+        return shapes
+
     def feed_forward(self, x):
         return self.block_sparse_moe(x)                                  # (B, T, C)
 
@@ -84,6 +95,15 @@ class Mixtral(Llama):
 
     config_class = MixtralConfig
     layer_class = MixtralDecoderLayer
+
+    @classmethod
+    def check_state(cls, config, state, where):
+        """Llama's checks, with the expert count of layer 0 compared first: a config claiming
+        10**6 experts over two would otherwise build n_layer * 10**6 * 3 names to compare."""
+        safe_io.check_layer_count(state, cls.layer_prefix, config.n_layer, where)
+        safe_io.check_layer_count(state, "model.layers.0.block_sparse_moe.experts.", config.n_expert, where,
+                                  "n_expert", "expert")
+        super().check_state(config, state, where)
 
     def moe_layers(self):
         return [layer.block_sparse_moe for layer in self.model.layers]

@@ -134,6 +134,32 @@ def relative_position_bucket(relative_position, bidirectional, num_buckets, max_
     return buckets + xp.where(distance < max_exact, distance, large)
 
 
+def parameter_shapes(config):
+    """{parameter name: shape} of a T5 with ``config``, in ``named_parameters`` order, from the
+    config alone (tuples, no arrays): a loader compares a file against it before building."""
+    C, V, HD, F = config.d_model, config.vocab_size, config.num_heads * config.d_kv, config.d_ff
+    attention = {"q.weight": (C, HD), "k.weight": (C, HD), "v.weight": (C, HD), "o.weight": (HD, C)}
+    wi = ("wi_0", "wi_1") if config.feed_forward_proj == "gated-gelu" else ("wi",)
+    feed_forward = {**{f"{name}.weight": (C, F) for name in wi}, "wo.weight": (F, C)}
+    shapes = {"shared.weight": (V, C)}
+    for stack, n, sublayers in (("encoder", config.num_layers, ("SelfAttention", "DenseReluDense")),
+                                ("decoder", config.num_decoder_layers,
+                                 ("SelfAttention", "EncDecAttention", "DenseReluDense"))):
+        for i in range(n):
+            for j, name in enumerate(sublayers):
+                prefix = f"{stack}.block.{i}.layer.{j}"
+                shapes[f"{prefix}.layer_norm.weight"] = (C,)
+                inner = feed_forward if name == "DenseReluDense" else attention
+                shapes.update((f"{prefix}.{name}.{k}", shape) for k, shape in inner.items())
+                if i == 0 and name == "SelfAttention":
+                    shapes[f"{prefix}.{name}.relative_attention_bias.weight"] = (
+                        config.relative_attention_num_buckets, config.num_heads)
+        shapes[f"{stack}.final_layer_norm.weight"] = (C,)
+    if not config.tie_word_embeddings:
+        shapes["lm_head.weight"] = (C, V)
+    return shapes
+
+
 class T5Attention(MultiHeadAttention):
     """T5's attention: q, k, v (C -> H*D) and o (H*D -> C), no biases, scale 1.
 
@@ -282,6 +308,8 @@ class T5(Module):
     with ``targets`` (B, Td; -100 = ignored) -> (logits, mean cross-entropy).
     Teacher forcing: decoder_input_ids = [decoder_start_token_id] + targets[:-1].
     """
+
+    parameter_shapes = staticmethod(parameter_shapes)   # what a loader checks a file against
 
     def __init__(self, config, seed=0):
         super().__init__()

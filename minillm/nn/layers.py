@@ -3,11 +3,40 @@
 Each owns its parameters and calls one fused op of ``minillm.functional``.
 Initial weights are drawn on the host from a seeded ``numpy.random.Generator``
 (``backend.random_normal``) so that NumPy and CuPy start from identical numbers.
+
+``with skip_init():`` builds layers whose weights are zeros instead: a loader
+that overwrites every parameter next (``load_state_dict``) then draws no random
+numbers at all (zeros are cheap: the operating system hands out zeroed pages
+only when they are written, so a loaded model is allocated once, not twice).
 """
+import contextlib
+
 from minillm import backend
 from minillm import functional as F
 from minillm.backend import xp
 from minillm.nn.module import Module, Parameter
+
+
+_INIT = {"random": True}   # False inside skip_init()
+
+
+@contextlib.contextmanager
+def skip_init():
+    """Within the block, Linear and Embedding weights start at zero, unseeded and undrawn:
+    for a model whose every parameter is loaded next. Outside it nothing changes
+    (the same seed gives the same weights)."""
+    previous, _INIT["random"] = _INIT["random"], False
+    try:
+        yield
+    finally:
+        _INIT["random"] = previous
+
+
+def initial_weight(rng, shape, std, dtype):
+    """N(0, std^2) from ``rng`` (a seed or Generator), or zeros inside ``skip_init()``."""
+    if not _INIT["random"]:
+        return xp.zeros(shape, dtype=dtype)
+    return backend.random_normal(_rng(rng), shape, std, dtype)
 
 
 def _rng(rng):
@@ -24,7 +53,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, rng=None, std=0.02, dtype="float32"):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(backend.random_normal(_rng(rng), (in_features, out_features), std, dtype))
+        self.weight = Parameter(initial_weight(rng, (in_features, out_features), std, dtype))
         self.bias = Parameter(xp.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x):
@@ -40,7 +69,7 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, rng=None, std=0.02, dtype="float32"):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = Parameter(backend.random_normal(_rng(rng), (num_embeddings, embedding_dim), std, dtype))
+        self.weight = Parameter(initial_weight(rng, (num_embeddings, embedding_dim), std, dtype))
 
     def forward(self, ids):
         return F.embedding(ids, self.weight)                           # (..., embedding_dim)
