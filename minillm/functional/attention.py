@@ -44,19 +44,32 @@ is at absolute position i + (Tk - Tq). Optional dropout on P (GPT-2's
 attn_pdrop) multiplies P by a scaled Bernoulli mask M: O = (P*M) V.
 Cross-attention (T5's decoder) is the same op with causal=False and Tq != Tk.
 """
+import functools
 import math
 
 from minillm import backend
 from minillm.autograd import Function, Tensor
 from minillm.backend import xp
+from minillm.functional.blocked import blockwise
 from minillm.shapes import shape_text
 
 
+_CAUSAL_BIASES = {}   # (Tq, Tk, dtype) -> the causal bias, built once per shape
+
+
 def causal_bias(t_query, t_key, dtype):
-    """(Tq, Tk) array: 0 where query i may see key j (j <= i + Tk - Tq), -inf elsewhere."""
-    query_pos = xp.arange(t_query)[:, None] + (t_key - t_query)
-    key_pos = xp.arange(t_key)[None, :]
-    return xp.where(key_pos > query_pos, -xp.inf, 0.0).astype(dtype)
+    """(Tq, Tk) array: 0 where query i may see key j (j <= i + Tk - Tq), -inf elsewhere.
+
+    Built once per (Tq, Tk, dtype) and reused (training calls it with one shape
+    every step); it is read-only, never written in place."""
+    key = (t_query, t_key, str(xp.dtype(dtype)))
+    if key not in _CAUSAL_BIASES:
+        if len(_CAUSAL_BIASES) > 64:     # generation walks through many (1, Tk): keep the cache small
+            _CAUSAL_BIASES.clear()
+        query_pos = xp.arange(t_query)[:, None] + (t_key - t_query)
+        key_pos = xp.arange(t_key)[None, :]
+        _CAUSAL_BIASES[key] = xp.where(key_pos > query_pos, -xp.inf, 0.0).astype(dtype)
+    return _CAUSAL_BIASES[key]
 
 
 def padding_bias(key_mask, score_ndim, dtype):
@@ -81,6 +94,65 @@ def softmax_rows_(s, guard_empty_rows):
     return s
 
 
+def attention_reference(q, k, v, causal=True, scale=None):
+    """softmax(Q K^T * scale + causal mask) V written plainly on raw arrays, (..., H, T, D)
+    with as many k/v heads as q heads: what the fused op is tested against."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    s = xp.matmul(q, xp.swapaxes(k, -1, -2)) * scale
+    if causal:
+        s = s + causal_bias(q.shape[-2], k.shape[-2], s.dtype)
+    p = xp.exp(s - s.max(axis=-1, keepdims=True))
+    return xp.matmul(p / p.sum(axis=-1, keepdims=True), v)
+
+
+# The op runs its arithmetic in pieces of whole (batch, kv-head) slices, a few at a time, so that
+# the scores of a piece stay in the cache while they are masked, normalised and multiplied by V
+# (``blockwise``). With a bias or a padding mask it runs once over the whole arrays: those
+# broadcast over the batch and head axes in ways a piece cannot cut. Every piece below is
+# (n, r*Tq, D) for queries and outputs, (n, Tk, D) for keys and values, (n, r*Tq, Tk) for scores.
+
+def _forward_kernel(q, k, v, *pieces, dims, causal, additive, scores_shape, guard, dropout):
+    """S = Q K^T (+ masks), P = softmax(S) in place, O = (P [* M]) V, for one piece.
+    ``additive`` terms (bias, padding) come only with the whole arrays: S viewed as ``scores_shape``."""
+    keep = pieces[0] if dropout else None
+    s, out = pieces[-2:]
+    n_query, t_query, t_key, head_dim = dims
+    q, k, v = q.reshape(-1, n_query, head_dim), k.reshape(-1, t_key, head_dim), v.reshape(-1, t_key, head_dim)
+    s, out = s.reshape(-1, n_query, t_key), out.reshape(-1, n_query, head_dim)
+    xp.matmul(q, xp.swapaxes(k, -1, -2), out=s)                        # (n, r*Tq, Tk), q already scaled
+    for term in additive:                                               # bias, padding (whole arrays)
+        s.reshape(scores_shape).__iadd__(term)                          # S as (B, H, Tq, Tk), a view
+    if causal:
+        s4 = s.reshape(s.shape[0], -1, t_query, t_key)                  # (n, r, Tq, Tk): per query head
+        s4 += causal_bias(t_query, t_key, s.dtype)
+    softmax_rows_(s, guard)                                             # P, kept for backward
+    weights = s if keep is None else s * keep.reshape(s.shape)          # dropout on P
+    xp.matmul(weights, v, out=out)                                      # (n, r*Tq, D)
+
+
+def _backward_kernel(grad, p, q, k, v, out, *pieces, dims, scale, dropout):
+    """dV, dS (into dP), dQ, dK for one piece; see the module docstring."""
+    keep = pieces[0] if dropout else None
+    grad_q, grad_k, grad_v, grad_s = pieces[-4:]
+    n_query, t_query, t_key, head_dim = dims
+    grad, q, out = (a.reshape(-1, n_query, head_dim) for a in (grad, q, out))
+    k, v = k.reshape(-1, t_key, head_dim), v.reshape(-1, t_key, head_dim)
+    p, grad_s = p.reshape(-1, n_query, t_key), grad_s.reshape(-1, n_query, t_key)
+    grad_q, grad_k, grad_v = grad_q.reshape(q.shape), grad_k.reshape(k.shape), grad_v.reshape(v.shape)
+    p_used = p if keep is None else p * keep.reshape(p.shape)
+    xp.matmul(xp.swapaxes(p_used, -1, -2), grad, out=grad_v)            # dV = P^T G, summed over the group
+    xp.matmul(grad, xp.swapaxes(v, -1, -2), out=grad_s)                 # dP = G V^T
+    if keep is not None:
+        grad_s *= keep.reshape(grad_s.shape)
+    # dS = P * (dP - sum_j(dP * P)); the row sum is cheaper on (Tq, D) than on (Tq, Tk):
+    # sum_j dP_j P_j = sum_j (G . v_j) P_j = G . (sum_j P_j v_j) = G . O   (FlashAttention's trick)
+    grad_s -= xp.einsum("nqd,nqd->nq", grad, out)[:, :, None]
+    grad_s *= p
+    xp.matmul(grad_s, k, out=grad_q)                                    # dQ = dS K * scale
+    grad_q *= scale
+    xp.matmul(xp.swapaxes(grad_s, -1, -2), q, out=grad_k)               # dK = dS^T Q * scale (q scaled)
+
+
 class ScaledDotProductAttention(Function):
 
     def forward(self, q, k, v, *bias, causal, dropout_p, rng, key_mask, scale):
@@ -88,45 +160,39 @@ class ScaledDotProductAttention(Function):
         self.q_shape = q.shape                                      # (B, H, Tq, D)
         self.has_bias = bool(bias)                                  # a 4th input: dBias = dS
         t_query, t_key = q.shape[-2], k.shape[-2]
-        q = q * self.scale                                          # (B, H, Tq, D), Q * scale
+        q = xp.multiply(q, self.scale, out=xp.empty(q.shape, q.dtype))  # (B, H, Tq, D), Q * scale, C order
         q = q.reshape(k.shape[:-2] + (-1, q.shape[-1]))             # (B, Hkv, r*Tq, D): GQA groups as queries
-        s = xp.matmul(q, xp.swapaxes(k, -1, -2))                    # (B, Hkv, r*Tq, Tk)
-        s4 = s.reshape(self.q_shape[:-1] + (t_key,))                # (B, H, Tq, Tk), a view of s
-        if bias:
-            s4 += bias[0]
-        if causal:
-            s4 += causal_bias(t_query, t_key, s.dtype)
+        k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)     # (B, Hkv, Tk, D) each
+        s = xp.empty(q.shape[:-1] + (t_key,), q.dtype)              # (B, Hkv, r*Tq, Tk) scores, then P
+        out = xp.empty(q.shape[:-1] + (v.shape[-1],), q.dtype)      # (B, Hkv, r*Tq, D)
+        scores_shape = self.q_shape[:-1] + (t_key,)                 # (B, H, Tq, Tk)
+        additive = list(bias)                                       # added to S viewed as scores_shape
         if key_mask is not None:
-            s4 += padding_bias(key_mask, s4.ndim, s.dtype)
-        self.p = softmax_rows_(s, guard_empty_rows=key_mask is not None or bool(bias))  # kept: P for dV, dS
-        if dropout_p > 0.0:
+            additive.append(padding_bias(key_mask, len(scores_shape), s.dtype))
+        self.mask = None
+        if dropout_p > 0.0:                                         # drawn whole: the same stream as unblocked
             keep = backend.random_uniform(rng, s.shape, dtype=s.dtype) >= dropout_p
             self.mask = keep.astype(s.dtype) / (1.0 - dropout_p)    # kept: the scaled mask
-            s = s * self.mask
-        else:
-            self.mask = None
-        self.q, self.k, self.v = q, k, v                            # kept: each feeds another's gradient
-        self.out = xp.matmul(s, v)                                  # (B, Hkv, r*Tq, D), kept for sum_j(dP * P)
-        return self.out.reshape(self.q_shape[:-1] + (v.shape[-1],))  # (B, H, Tq, D)
+        self.dims = (q.shape[-2], t_query, t_key, q.shape[-1])      # r*Tq, Tq, Tk, D
+        lead = s.size // (s.shape[-2] * s.shape[-1])                # B * Hkv: pieces cut along it
+        blockwise(functools.partial(_forward_kernel, dims=self.dims, causal=causal, dropout=self.mask is not None,
+                                    additive=additive, scores_shape=scores_shape,
+                                    guard=key_mask is not None or bool(bias)),
+                  (q, k, v) + (() if self.mask is None else (self.mask,)), (s, out),
+                  rows=1 if additive else lead)
+        self.p, self.q, self.k, self.v, self.out = s, q, k, v, out  # kept: each feeds another's gradient
+        return out.reshape(self.q_shape[:-1] + (v.shape[-1],))      # (B, H, Tq, D)
 
     def backward(self, grad):
-        p, q, k, v = self.p, self.q, self.k, self.v
-        grad = grad.reshape(self.out.shape)                         # (B, Hkv, r*Tq, D)
-        p_used = p if self.mask is None else p * self.mask
-        grad_v = xp.matmul(xp.swapaxes(p_used, -1, -2), grad)       # (B, Hkv, Tk, D), summed over the group
-        grad_p = xp.matmul(grad, xp.swapaxes(v, -1, -2))            # (B, Hkv, r*Tq, Tk)
-        if self.mask is not None:
-            grad_p *= self.mask
-        # dS = P * (dP - sum_j(dP * P)); the row sum is cheaper on (Tq, D) than on (Tq, Tk):
-        # sum_j dP_j P_j = sum_j (G . v_j) P_j = G . (sum_j P_j v_j) = G . O   (FlashAttention's trick)
-        grad_p -= (grad * self.out).sum(axis=-1, keepdims=True)
-        grad_p *= p
-        grad_q = xp.matmul(grad_p, k)                               # (B, Hkv, r*Tq, D)
-        grad_q *= self.scale
-        grad_k = xp.matmul(xp.swapaxes(grad_p, -1, -2), q)          # (B, Hkv, Tk, D), q already scaled
+        q, k, v, p = self.q, self.k, self.v, self.p
+        grad_q, grad_k, grad_v, grad_s = (xp.empty(a.shape, a.dtype) for a in (q, k, v, p))   # C order
+        lead = p.size // (p.shape[-2] * p.shape[-1])
+        blockwise(functools.partial(_backward_kernel, dims=self.dims, scale=self.scale, dropout=self.mask is not None),
+                  (grad.reshape(self.out.shape), p, q, k, v, self.out) + (() if self.mask is None else (self.mask,)),
+                  (grad_q, grad_k, grad_v, grad_s), rows=1 if self.has_bias else lead)
         grads = (grad_q.reshape(self.q_shape), grad_k, grad_v)
         if self.has_bias:
-            grads += (grad_p.reshape(self.q_shape[:-1] + (k.shape[-2],)),)  # dBias = dS, (B, H, Tq, Tk)
+            grads += (grad_s.reshape(self.q_shape[:-1] + (k.shape[-2],)),)  # dBias = dS, (B, H, Tq, Tk)
         return grads
 
 

@@ -8,6 +8,7 @@ import math
 from minillm.autograd import Function, Tensor
 from minillm.functional.activation import gelu_exact
 from minillm.backend import xp
+from minillm.functional.blocked import blockwise
 
 
 class Exp(Function):
@@ -66,41 +67,64 @@ class ReLU(Function):
 
 
 GELU_C = math.sqrt(2.0 / math.pi)
+GELU_A = 0.044715
+
+
+def gelu_tanh_reference(x):
+    """The plain formula on raw arrays (the fused kernels below must agree with it)."""
+    return 0.5 * x * (1.0 + xp.tanh(GELU_C * (x + GELU_A * x ** 3)))
+
+
+def gelu_tanh_grad_reference(x, grad):
+    """dL/dx = dL/dy * dy/dx, the plain formula on raw arrays."""
+    t = xp.tanh(GELU_C * (x + GELU_A * x ** 3))
+    return grad * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x))
+
+
+def _gelu_forward_kernel(x, t, y):
+    """t = tanh(c (x + a x^3)), y = 0.5 x (1 + t), on one piece, written into t and y."""
+    xp.multiply(x, x, out=t)                  # x^2
+    t *= GELU_A * GELU_C
+    t += GELU_C                               # c (1 + a x^2)
+    t *= x                                    # u = c (x + a x^3)
+    xp.tanh(t, out=t)                         # t = tanh u, kept for the derivative
+    xp.multiply(t, 0.5, out=y)
+    y += 0.5
+    y *= x                                    # 0.5 x (1 + t)
+
+
+def _gelu_backward_kernel(x, t, grad, d):
+    """d = grad * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2)), on one piece."""
+    scratch = xp.multiply(t, t, out=xp.empty(t.shape, t.dtype))  # t^2: the one temporary, a piece long
+    xp.subtract(1.0, scratch, out=scratch)    # 1 - t^2
+    xp.multiply(x, x, out=d)                  # x^2
+    d *= 1.5 * GELU_A * GELU_C
+    d += 0.5 * GELU_C                         # 0.5 du/dx = 0.5 c (1 + 3 a x^2)
+    d *= x
+    d *= scratch                              # 0.5 x (1 - t^2) du/dx
+    xp.multiply(t, 0.5, out=scratch)
+    d += scratch
+    d += 0.5                                  # + 0.5 (1 + t)
+    d *= grad                                 # dL/dx = dL/dy * dy/dx
 
 
 class GELU(Function):
-    """GPT-2's GELU, tanh form:  y = 0.5 x (1 + tanh(c (x + 0.044715 x^3))), c = sqrt(2/pi).
+    """GPT-2's GELU, tanh form:  y = 0.5 x (1 + tanh(c (x + a x^3))), c = sqrt(2/pi), a = 0.044715.
 
-    With u = c (x + 0.044715 x^3) and t = tanh u:
-    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 * 0.044715 x^2).
+    With u = c (x + a x^3) and t = tanh u:
+    dy/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2).
+    Both directions are one fused kernel each, run in cache-sized pieces
+    (``blockwise``); ``gelu_tanh_reference`` and ``gelu_tanh_grad_reference``
+    are the plain formulas they are tested against.
     """
 
     def forward(self, x):
-        self.x = x
-        t = xp.multiply(x, x, out=xp.empty_like(x))  # x^2  (then in place: one new array; out= keeps 0-d an array)
-        t *= 0.044715 * GELU_C
-        t += GELU_C                               # c (1 + 0.044715 x^2)
-        t *= x                                    # u = c (x + 0.044715 x^3)
-        self.t = xp.tanh(t, out=t)                # t = tanh u, reused by the derivative
-        y = t + 1.0
-        y *= x
-        y *= 0.5                                  # 0.5 x (1 + t)
+        self.x = x                                # kept: the derivative needs x and t
+        self.t, y = blockwise(_gelu_forward_kernel, (x,), (xp.empty(x.shape, x.dtype), xp.empty(x.shape, x.dtype)))
         return y
 
     def backward(self, grad):
-        x, t = self.x, self.t
-        d = x * x                                 # x^2
-        d *= 3 * 0.044715 * GELU_C
-        d += GELU_C                               # du/dx = c (1 + 3 * 0.044715 x^2)
-        d *= x
-        one_minus_t2 = xp.multiply(t, t, out=xp.empty_like(t))
-        xp.subtract(1.0, one_minus_t2, out=one_minus_t2)
-        d *= one_minus_t2                         # x (1 - t^2) du/dx
-        d += t
-        d += 1.0                                  # (1 + t) + x (1 - t^2) du/dx
-        d *= 0.5
-        d *= grad                                 # dL/dx = dL/dy * dy/dx
-        return d
+        return blockwise(_gelu_backward_kernel, (self.x, self.t, grad), (xp.empty(grad.shape, self.x.dtype),))[0]
 
 
 class Where(Function):

@@ -8,36 +8,86 @@ With g = dL/dy and gh = g * w (the gradient reaching xhat), and C the width:
     dL/dx = (gh - mean(gh) - xhat * mean(gh * xhat)) / sqrt(var + eps)
 (the two means remove the parts of gh that normalisation projects out:
 a shift of every element and a rescaling along xhat).
+
+``layer_norm_reference`` and ``layer_norm_grad_reference`` are these formulas
+as written; the Function runs the same arithmetic as two kernels over pieces
+of whole rows that stay in the cache (``blockwise``), with dL/dw and dL/db
+summed piece by piece.
 """
 from minillm.autograd import Function
 from minillm.backend import xp
+from minillm.functional.blocked import blockwise
+
+
+def layer_norm_reference(x, weight, bias, eps):
+    """The forward formula on raw arrays (no weight / no bias: pass None)."""
+    xhat = (x - x.mean(axis=-1, keepdims=True)) / xp.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    return xhat * (1.0 if weight is None else weight) + (0.0 if bias is None else bias)
+
+
+def layer_norm_grad_reference(x, weight, grad, eps):
+    """(dL/dx, dL/dw, dL/db) from the formulas above, on raw arrays."""
+    xhat = layer_norm_reference(x, None, None, eps)
+    rows = tuple(range(x.ndim - 1))
+    gh = grad * (1.0 if weight is None else weight)
+    grad_x = (gh - gh.mean(axis=-1, keepdims=True) - xhat * (gh * xhat).mean(axis=-1, keepdims=True)) \
+        / xp.sqrt(x.var(axis=-1, keepdims=True) + eps)
+    return grad_x, (grad * xhat).sum(axis=rows), grad.sum(axis=rows)
+
+
+def _forward_kernel(x, xhat, rstd, y, weight, bias, eps):
+    """One piece of rows (..., C): xhat, rstd (..., 1) and y, written in place."""
+    xp.subtract(x, x.mean(axis=-1, keepdims=True), out=xhat)   # x - mu
+    xp.multiply(xhat, xhat, out=y)                              # (x - mu)^2, y as scratch
+    xp.add(y.mean(axis=-1, keepdims=True), eps, out=rstd)       # var + eps
+    xp.sqrt(rstd, out=rstd)
+    xp.divide(1.0, rstd, out=rstd)                              # 1 / sqrt(var + eps)
+    xhat *= rstd
+    if weight is None:
+        y[...] = xhat
+    else:
+        xp.multiply(xhat, weight, out=y)
+    if bias is not None:
+        y += bias
+
+
+def _backward_kernel(grad, xhat, rstd, grad_x, weight, grad_w, grad_b):
+    """One piece of rows: grad_x in place; dL/dw and dL/db of the piece added to grad_w, grad_b."""
+    width = grad.shape[-1]
+    grad, xhat, rstd, grad_x = (a.reshape(-1, a.shape[-1]) for a in (grad, xhat, rstd, grad_x))  # (n, C), (n, 1)
+    if grad_w is not None:
+        grad_w += xp.einsum("nc,nc->c", grad, xhat)            # sum over rows of g * xhat, no temporary
+    if grad_b is not None:
+        grad_b += grad.sum(axis=0)
+    if weight is None:
+        grad_x[...] = grad                                      # gh = g
+    else:
+        xp.multiply(grad, weight, out=grad_x)                   # gh = g * w
+    projection = xp.einsum("nc,nc->n", grad_x, xhat)[:, None]   # sum(gh * xhat), (n, 1)
+    projection *= 1.0 / width                                   # mean(gh * xhat)
+    grad_x -= grad_x.mean(axis=-1, keepdims=True)               # gh - mean(gh)
+    grad_x -= xhat * projection                                 # - xhat * mean(gh * xhat)
+    grad_x *= rstd
 
 
 class LayerNorm(Function):
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        self.rstd = 1.0 / xp.sqrt(var + eps)   # kept: 1/sqrt(var + eps) scales dL/dx
-        xc *= self.rstd
-        self.xhat = xc                          # kept: the normalised input
+        xhat, rstd, y = xp.empty(x.shape, x.dtype), xp.empty(x.shape[:-1] + (1,), x.dtype), xp.empty(x.shape, x.dtype)
+        blockwise(_forward_kernel, (x,), (xhat, rstd, y), rows=rstd.size, extra=(weight, bias, eps))
+        self.xhat, self.rstd = xhat, rstd        # kept: the normalised input, and 1/sqrt(var + eps) scales dL/dx
         self.weight = weight
         self.has_bias = bias is not None
-        y = xc * weight if weight is not None else xc.copy()
-        if bias is not None:
-            y += bias
         return y
 
     def backward(self, grad):
-        xhat = self.xhat
-        rows = tuple(range(grad.ndim - 1))
-        grad_w = (grad * xhat).sum(axis=rows) if self.weight is not None else None
-        grad_b = grad.sum(axis=rows) if self.has_bias else None
-        gh = grad * self.weight if self.weight is not None else grad
-        grad_x = gh - gh.mean(axis=-1, keepdims=True)
-        grad_x -= xhat * (gh * xhat).mean(axis=-1, keepdims=True)
-        grad_x *= self.rstd
+        xhat, width = self.xhat, self.xhat.shape[-1]
+        dtype = xhat.dtype
+        grad_w = xp.zeros(width, dtype) if self.weight is not None else None
+        grad_b = xp.zeros(width, dtype) if self.has_bias else None
+        grad_x = xp.empty(xhat.shape, dtype)
+        blockwise(_backward_kernel, (grad, xhat, self.rstd), (grad_x,), rows=self.rstd.size,
+                  extra=(self.weight, grad_w, grad_b))
         if self.weight is None:
             return (grad_x,) + ((grad_b,) if self.has_bias else ())
         return (grad_x, grad_w) + ((grad_b,) if self.has_bias else ())

@@ -1,0 +1,133 @@
+"""The cache-blocked fused kernels against their plain NumPy formulas.
+
+GELU (tanh), LayerNorm and attention run their arithmetic in cache-sized pieces
+(``minillm.functional.blocked.blockwise``). Each test shrinks ``BLOCK`` so that
+tiny arrays are cut into many pieces (several rows and a ragged last piece),
+then compares with the plain formula kept next to the fused form, and runs a
+float64 gradient check with a random upstream gradient through the pieces.
+"""
+import contextlib
+
+import numpy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minillm.functional as F
+from minillm import Tensor, backend, gradcheck
+from minillm.backend import xp
+from minillm.functional import blocked
+from minillm.functional.attention import attention_reference
+from minillm.functional.elementwise import gelu_tanh_grad_reference, gelu_tanh_reference
+from minillm.functional.layer_norm import layer_norm_grad_reference, layer_norm_reference
+from tests.strategies import shapes
+
+
+BLOCKS = pytest.mark.parametrize("block", [None, 5], ids=["whole", "pieces"])  # default, or pieces of ~5
+
+
+@contextlib.contextmanager
+def blocks_of(block):
+    """Within: ``blockwise`` cuts arrays into pieces of about ``block`` elements (None: the default)."""
+    previous = blocked.BLOCK
+    blocked.BLOCK = previous if block is None else block
+    try:
+        yield
+    finally:
+        blocked.BLOCK = previous
+
+
+def host(x):
+    return backend.to_numpy(x.data if isinstance(x, Tensor) else x)
+
+
+def normal(seed, shape):
+    return numpy.random.default_rng(seed).standard_normal(shape)
+
+
+def test_blockwise_pieces_equal_one_call_and_keep_rows_whole(monkeypatch):
+    x = xp.asarray(normal(0, (7, 3)))
+    seen = []
+
+    def row_sums(piece, out):
+        seen.append(piece.shape)
+        out[...] = piece.sum(axis=-1, keepdims=True)
+
+    whole = blocked.blockwise(row_sums, (x,), (xp.empty((7, 1)),), rows=7)[0]
+    assert seen == [(7, 3)]
+    monkeypatch.setattr(blocked, "BLOCK", 6)
+    seen.clear()
+    pieces = blocked.blockwise(row_sums, (x.T.T,), (xp.empty((7, 1)),), rows=7)[0]
+    assert seen == [(2, 3), (2, 3), (2, 3), (1, 3)] or backend.name == "cupy"
+    numpy.testing.assert_array_equal(host(pieces), host(whole))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        blocked.blockwise(row_sums, (x,), (xp.empty((2, 7)).T,), rows=7)
+
+
+@BLOCKS
+@settings(max_examples=15)
+@given(shape=shapes(min_dims=0, max_dims=3), seed=st.integers(0, 2**16))
+def test_gelu_kernels_equal_the_formula(shape, seed, block):
+    with blocks_of(block):
+        x, g = normal(seed, shape) * 3, normal(seed + 1, shape)
+        t = Tensor(x.copy(), requires_grad=True)
+        y = F.gelu(t)
+        y.backward(g)
+        numpy.testing.assert_allclose(host(y), host(gelu_tanh_reference(xp.asarray(x))), rtol=1e-12, atol=1e-14)
+        numpy.testing.assert_allclose(host(t.grad), host(gelu_tanh_grad_reference(xp.asarray(x), xp.asarray(g))),
+                                      rtol=1e-12, atol=1e-14)
+        assert gradcheck(F.gelu, Tensor(x, requires_grad=True), seed=seed)
+
+
+@BLOCKS
+@settings(max_examples=15)
+@given(shape=shapes(min_dims=1, max_dims=3, min_side=2), seed=st.integers(0, 2**16), affine=st.booleans())
+def test_layer_norm_kernels_equal_the_formula(shape, seed, affine, block):
+    with blocks_of(block):
+        x, g = normal(seed, shape), normal(seed + 1, shape)
+        w, b = (normal(seed + 2, shape[-1:]), normal(seed + 3, shape[-1:])) if affine else (None, None)
+        inputs = [Tensor(a.copy(), requires_grad=True) for a in (x, w, b) if a is not None]
+        y = F.layer_norm(*inputs)
+        y.backward(g)
+        as_xp = (lambda a: None if a is None else xp.asarray(a))
+        expected_y = layer_norm_reference(xp.asarray(x), as_xp(w), as_xp(b), 1e-5)
+        expected = layer_norm_grad_reference(xp.asarray(x), as_xp(w), xp.asarray(g), 1e-5)
+        numpy.testing.assert_allclose(host(y), host(expected_y), rtol=1e-10, atol=1e-12)
+        for tensor, want in zip(inputs, expected):
+            numpy.testing.assert_allclose(host(tensor.grad), host(want), rtol=1e-9, atol=1e-11)
+        fresh = [Tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+        assert gradcheck(F.layer_norm, *fresh, seed=seed)
+
+
+@BLOCKS
+@settings(max_examples=10)
+@given(batch=st.integers(1, 3), heads=st.sampled_from([(1, 1), (2, 2), (4, 2)]), t=st.integers(1, 5),
+       causal=st.booleans(), seed=st.integers(0, 2**16))
+def test_attention_pieces_equal_the_formula(batch, heads, t, causal, seed, block):
+    with blocks_of(block):
+        n_head, n_kv = heads
+        q = normal(seed, (batch, n_head, t, 3))
+        k, v = normal(seed + 1, (batch, n_kv, t, 3)), normal(seed + 2, (batch, n_kv, t, 3))
+        y = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal)
+        repeat = n_head // n_kv                                        # the plain formula wants every head
+        expected = attention_reference(xp.asarray(q), xp.asarray(numpy.repeat(k, repeat, axis=1)),
+                                                 xp.asarray(numpy.repeat(v, repeat, axis=1)), causal=causal)
+        numpy.testing.assert_allclose(host(y), host(expected), rtol=1e-10, atol=1e-12)
+        tensors = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+        assert gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal), *tensors, seed=seed)
+
+
+def test_attention_dropout_pieces_draw_the_same_masks(monkeypatch):
+    q, k, v = (Tensor(normal(s, (2, 2, 6, 4)), requires_grad=True) for s in (0, 1, 2))
+    g = normal(3, (2, 2, 6, 4))
+    results = []
+    for block in (None, 7):
+        if block is not None:
+            monkeypatch.setattr(blocked, "BLOCK", block)
+        for t in (q, k, v):
+            t.grad = None
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, rng=backend.device_rng(5))
+        y.backward(g)
+        results.append([host(y)] + [host(t.grad) for t in (q, k, v)])
+    for whole, pieces in zip(*results):
+        numpy.testing.assert_allclose(pieces, whole, rtol=1e-12, atol=1e-14)
