@@ -6,26 +6,31 @@
 
 For each config it times full training iterations (batch drawing, forward,
 cross-entropy, backward, gradient clipping, AdamW step) after a warm-up, with
-``backend.synchronize()`` before every clock reading, and prints:
+``backend.synchronize()`` before every clock reading. If PyTorch is importable,
+the same model and optimizer in PyTorch eager mode (with as many threads as
+NumPy's BLAS) are timed in the same process, interleaved: ``--rounds`` rounds,
+each ``--iters`` minillm steps then ``--iters`` PyTorch steps, so that a shared,
+busy machine slows both sides of a round alike; the ratio reported is the
+median of the rounds' ratios. It prints:
 
-- ms per iteration and tokens per second (B * T tokens per iteration);
+- ms per iteration (median of the rounds' medians) and tokens per second;
 - model FLOP utilisation (MFU): the training FLOPs per second divided by the
   float32 matrix-product ceiling measured in the same run. Training FLOPs per
   token are 6 N (forward 2 N, backward 4 N, N the parameters without the
   position table, as nanoGPT counts) plus attention's 12 * n_layer * n_embd * T;
-- peak resident memory (``resource.getrusage``) next to the bytes that the
-  parameters, their gradients and AdamW's two moments must take (4 copies of
-  N floats), and the resident memory at a few iterations: the graph is freed
-  every step, so it stays flat.
+- the peak memory of one step (NumPy's buffers, as ``tracemalloc`` sees them)
+  next to the analytic size: parameters, gradients, AdamW's two moments
+  (4 copies of N floats) and the activations backward needs
+  (``activation_bytes``).
 
-If PyTorch happens to be importable, the same model and optimizer are timed in
-PyTorch eager mode side by side (PyTorch is never a dependency of minillm).
+PyTorch is never a dependency of minillm.
 """
 import argparse
 import os
 import resource
 import sys
 import time
+import tracemalloc
 
 import numpy
 
@@ -39,18 +44,6 @@ CONFIGS = {   # name: (block_size, batch_size, n_layer, n_head, n_embd, dropout)
     "nanogpt": (256, 64, 6, 6, 384, 0.2),
 }
 VOCAB = 65     # tiny Shakespeare's characters
-
-
-def rss_mib():
-    """Current resident memory of this process in MiB (Linux /proc; else the peak)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mib()
 
 
 def peak_rss_mib():
@@ -85,7 +78,8 @@ def flops_per_iter(n_params, config, batch_size):
     return per_token * batch_size * T
 
 
-def bench_minillm(name, iters, warmup):
+def minillm_step(name):
+    """(step function, info) for minillm's training step at config ``name``."""
     block, batch, n_layer, n_head, n_embd, dropout = CONFIGS[name]
     config = GPTConfig(vocab_size=VOCAB, block_size=block, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, dropout=dropout)
@@ -93,26 +87,40 @@ def bench_minillm(name, iters, warmup):
     ids = numpy.random.default_rng(0).integers(0, VOCAB, 200_000)
     trainer = Trainer(model, ids[:180_000], ids[180_000:], TrainConfig(
         iters=10**9, batch_size=batch, eval_iters=1, warmup_iters=10, seed=0))
-    for _ in range(warmup):
-        trainer.train_step()
-    backend.synchronize()
-    rss, times = [], []
-    marks = sorted({1, max(1, iters // 2), iters})
-    for i in range(1, iters + 1):
-        start = time.perf_counter()
-        trainer.train_step()
-        backend.synchronize()
-        times.append(time.perf_counter() - start)
-        if i in marks:
-            rss.append((i, rss_mib(), backend.memory_used_bytes() / 2**20))
     n_all = model.num_parameters()
-    return {"config": config, "batch": batch, "seconds": float(numpy.median(times)),
-            "n_params": model.num_parameters(non_embedding=True), "n_all": n_all, "rss": rss,
-            "state_mib": 4 * n_all * 4 / 2**20}
+    return trainer.train_step, {"config": config, "batch": batch, "n_all": n_all,
+                                "n_params": model.num_parameters(non_embedding=True),
+                                "state_mib": 4 * n_all * 4 / 2**20,
+                                "activation_mib": activation_bytes(config, batch) / 2**20}
 
 
-def bench_torch(name, iters, warmup):
-    """The same GPT-2 model and AdamW in PyTorch eager mode; seconds per iteration, or None."""
+def activation_bytes(config, batch):
+    """float32 bytes of the activations a GPT-2 backward needs (the analytic size).
+
+    Per token and block: ln_1's normalised input (C), q, k, v (3C), attention's
+    output (C), ln_2's normalised input (C), the MLP's hidden pre-activation and
+    post-activation (4C + 4C), plus the H * T attention weights; once per token:
+    ln_f's normalised input (C) and the logits (V). Every linear layer reads an
+    array already counted (a LayerNorm's output is recomputable from its
+    normalised input; minillm keeps it too, which the measured peak shows).
+    """
+    T, C = config.block_size, config.n_embd
+    per_token = config.n_layer * (15 * C + config.n_head * T) + C + config.vocab_size
+    return 4 * per_token * batch * T
+
+
+def traced_peak_mib(step):
+    """Peak bytes NumPy allocates during one ``step()`` (tracemalloc sees NumPy's buffers), in MiB."""
+    tracemalloc.start()
+    try:
+        step()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def torch_step(name, threads):
+    """The same GPT-2 model and AdamW in PyTorch eager mode: a step function, or None without torch."""
     try:
         import torch
     except ImportError:
@@ -120,6 +128,7 @@ def bench_torch(name, iters, warmup):
     from torch import nn
     from torch.nn import functional as TF
 
+    torch.set_num_threads(threads)
     block, batch, n_layer, n_head, n_embd, dropout = CONFIGS[name]
     device = "cuda" if backend.name == "cupy" else "cpu"
 
@@ -160,6 +169,7 @@ def bench_torch(name, iters, warmup):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=1e-3, betas=(0.9, 0.99), foreach=False)
     ids = torch.randint(0, VOCAB, (200_000,))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step():
         starts = torch.randint(0, len(ids) - block - 1, (batch,))
@@ -170,63 +180,97 @@ def bench_torch(name, iters, warmup):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
+    return step
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        step()
-    sync()
+
+def timed_steps(step, count):
+    """Seconds of each of ``count`` calls of ``step`` (the device's queue included)."""
     times = []
-    for _ in range(iters):
+    for _ in range(count):
+        backend.synchronize()
         start = time.perf_counter()
         step()
-        sync()
+        backend.synchronize()
         times.append(time.perf_counter() - start)
-    return float(numpy.median(times)), torch.get_num_threads()
+    return times
+
+
+def interleaved(steps, rounds, per_round, warmup):
+    """Time the step functions in turns, A B A B ...: ``rounds`` rounds of ``per_round`` steps each.
+
+    Returns, per function, the list of its per-round medians; a busy machine slows
+    both sides of a round alike, so the per-round ratios are what to compare."""
+    for step in steps:
+        timed_steps(step, warmup)
+    medians = [[] for _ in steps]
+    for _ in range(rounds):
+        for i, step in enumerate(steps):
+            medians[i].append(float(numpy.median(timed_steps(step, per_round))))
+    return medians
+
+
+def blas_threads():
+    """The threads NumPy's BLAS uses: OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, else the CPU count."""
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(variable, "").isdigit():
+            return int(os.environ[variable])
+    return os.cpu_count() or 1
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Time minillm's training step and measure its memory.")
     p.add_argument("--config", choices=sorted(CONFIGS) + ["all"], action="append",
                    help="which config(s) to time (repeatable; default: baby and big)")
-    p.add_argument("--iters", type=int, default=None, help="timed iterations (default 20 baby, 5 others)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved minillm/PyTorch rounds (median over them)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations per round and side (default 5 baby, 2 big, 1 nanogpt)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
-    p.add_argument("--quick", action="store_true", help="3 timed iterations, 1 warm-up: a smoke test")
+    p.add_argument("--quick", action="store_true", help="2 rounds of 1 iteration, 1 warm-up: a smoke test")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch side-by-side timing")
     args = p.parse_args(argv)
+    for flag in ("rounds", "iters"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag} must be at least 1, got {value}")
     names = args.config or ["baby", "big"]
     names = sorted(CONFIGS) if "all" in names else names
-    warmup = 1 if args.quick else args.warmup
+    warmup, rounds = (1, 2) if args.quick else (args.warmup, args.rounds)
 
-    threads = os.environ.get("OMP_NUM_THREADS", "unset")
-    print(f"backend {backend.name} | numpy {numpy.__version__} | OMP_NUM_THREADS {threads} | "
-          f"{os.cpu_count()} CPUs")
+    threads = blas_threads()
+    print(f"backend {backend.name} | numpy {numpy.__version__} | OMP_NUM_THREADS "
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')} | {os.cpu_count()} CPUs | PyTorch threads {threads}")
     ceiling = matmul_ceiling(0.5 if args.quick else 2.0)
     print(f"float32 matmul ceiling: {ceiling:.1f} GFLOP/s")
     for name in names:
-        iters = 3 if args.quick else (args.iters or (20 if name == "baby" else 5))
-        r = bench_minillm(name, iters, warmup)
-        cfg, seconds = r["config"], r["seconds"]
+        iters = 1 if args.quick else (args.iters or {"baby": 5, "big": 2}.get(name, 1))
+        step, r = minillm_step(name)
+        other = None if args.no_torch else torch_step(name, threads)
+        steps = [step] + ([other] if other is not None else [])
+        medians = interleaved(steps, rounds, iters, warmup)
+        cfg, seconds = r["config"], float(numpy.median(medians[0]))
         tokens = r["batch"] * cfg.block_size
         flops = flops_per_iter(r["n_params"], cfg, r["batch"])
         print(f"\n[{name}] block {cfg.block_size}, batch {r['batch']}, {cfg.n_layer} layers, "
-              f"{cfg.n_head} heads, width {cfg.n_embd}, dropout {cfg.dropout}: {r['n_all']:,} parameters")
+              f"{cfg.n_head} heads, width {cfg.n_embd}, dropout {cfg.dropout}: {r['n_all']:,} parameters; "
+              f"{rounds} interleaved rounds of {iters} iterations")
         print(f"  minillm: {1000 * seconds:.1f} ms/iter | {tokens / seconds:,.0f} tokens/s | "
-              f"{flops / seconds / 1e9:.1f} GFLOP/s | MFU {100 * flops / seconds / 1e9 / ceiling:.1f}% "
-              f"(median of {iters})")
-        print(f"  memory: peak RSS {peak_rss_mib():.0f} MiB; params + grads + AdamW m, v = "
-              f"{r['state_mib']:.1f} MiB; RSS by iteration: " +
-              ", ".join(f"#{i} {m:.0f} MiB" + (f" (device {d:.0f} MiB)" if backend.name == "cupy" else "")
-                        for i, m, d in r["rss"]))
-        if not args.no_torch:
-            result = bench_torch(name, iters, warmup)
-            if result is None:
-                print("  pytorch: not installed (optional; pip install torch to compare)")
-            else:
-                torch_seconds, torch_threads = result
-                print(f"  pytorch eager ({torch_threads} threads): {1000 * torch_seconds:.1f} ms/iter | "
-                      f"{tokens / torch_seconds:,.0f} tokens/s | MFU "
-                      f"{100 * flops / torch_seconds / 1e9 / ceiling:.1f}% | minillm / pytorch time "
-                      f"= {seconds / torch_seconds:.2f}")
+              f"{flops / seconds / 1e9:.1f} GFLOP/s | MFU {100 * flops / seconds / 1e9 / ceiling:.1f}%")
+        if other is None:
+            print("  pytorch: " + ("skipped (--no-torch)" if args.no_torch else
+                                   "not installed (optional; pip install torch to compare)"))
+        else:
+            torch_seconds = float(numpy.median(medians[1]))
+            ratios = [a / b for a, b in zip(*medians)]
+            print(f"  pytorch eager ({threads} threads): {1000 * torch_seconds:.1f} ms/iter | "
+                  f"{tokens / torch_seconds:,.0f} tokens/s | MFU {100 * flops / torch_seconds / 1e9 / ceiling:.1f}%")
+            print(f"  minillm / pytorch time: median of the rounds' ratios {numpy.median(ratios):.2f} "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+        peak = traced_peak_mib(step) if backend.name == "numpy" else backend.memory_used_bytes() / 2**20
+        analytic = r["state_mib"] + r["activation_mib"]
+        print(f"  memory: peak of one step {peak:.1f} MiB (NumPy's buffers, tracemalloc) against the analytic "
+              f"{analytic:.1f} MiB (params + grads + AdamW m, v {r['state_mib']:.1f} + activations "
+              f"{r['activation_mib']:.1f}): {peak / analytic:.2f}x; peak RSS of the process {peak_rss_mib():.0f} MiB")
     return 0
 
 
