@@ -24,6 +24,7 @@ lookup), and no patching of ``Tensor`` from outside (DeZero installs operators
 onto its class at import time; here each operator reads where ``Tensor`` is).
 """
 import contextlib
+import weakref
 
 from minillm import backend
 from minillm.backend import xp
@@ -264,6 +265,12 @@ class Function:
     input, set when the graph is recorded) lets a backward skip the gradients
     nobody needs, e.g. dL/dW of a frozen weight.
 
+    An op with several results (q, k and v out of one projection) returns a
+    tuple of arrays from ``forward``; ``apply`` then returns a tuple of Tensors,
+    and ``backward(self, *grads)`` receives one gradient per result, None for a
+    result that no later op used. Its backward runs once, after every use of
+    every result has sent its gradient.
+
     ``Cls.apply(*inputs, **options)`` is how an op is called: positional inputs
     are Tensors (or arrays / Python numbers, which become constants), keyword
     options are non-differentiable settings (an axis, integer ids, a seed).
@@ -279,16 +286,23 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        like = next((x.data for x in inputs if isinstance(x, Tensor)), None)
-        tensors = [x if isinstance(x, Tensor) else Tensor(_as_array(x, like)) for x in inputs]
+        tensors = inputs
+        if not all(isinstance(x, Tensor) for x in inputs):           # constants: wrap them
+            like = next((x.data for x in inputs if isinstance(x, Tensor)), None)
+            tensors = [x if isinstance(x, Tensor) else Tensor(_as_array(x, like)) for x in inputs]
         fn = cls()
-        out = fn.forward(*(t.data for t in tensors), **options)
-        needs_grad = _grad_enabled and any(t.requires_grad for t in tensors)
-        if not needs_grad:
-            return Tensor(out)
+        out = fn.forward(*[t.data for t in tensors], **options)
+        if not (_grad_enabled and any(t.requires_grad for t in tensors)):
+            return tuple(Tensor(o) for o in out) if type(out) is tuple else Tensor(out)
         fn.inputs = tensors
         fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
-        return Tensor(out, requires_grad=True, _creator=fn)
+        if type(out) is not tuple:
+            result = Tensor(out, requires_grad=True, _creator=fn)
+            fn.outputs = (weakref.ref(result),)   # weak: a result unused later is freed as usual
+            return result
+        results = tuple(Tensor(o, requires_grad=True, _creator=fn) for o in out)
+        fn.outputs = tuple(weakref.ref(r) for r in results)
+        return results
 
 
 # ---------------------------------------------------------------- the engine
@@ -297,56 +311,72 @@ _FREED_MESSAGE = ("backward() through a graph that an earlier backward() already
                   "compute the forward pass again (each graph is used once, then freed)")
 
 def _topological_order(root):
-    """Every tensor that ``root`` depends on and that needs a gradient, inputs
-    before the results computed from them. Iterative depth-first search: a
-    chain of any depth never touches Python's recursion limit."""
+    """The Functions that ``root`` depends on, and the leaves, each once: every
+    Function after all the Functions that use its results (so its results'
+    gradients are complete when it is reached), the leaves where their last use
+    is. Iterative depth-first search: a chain of any depth never touches
+    Python's recursion limit."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root._creator or root, False)]
     while stack:
-        tensor, children_done = stack.pop()
+        node, children_done = stack.pop()
         if children_done:
-            order.append(tensor)
+            order.append(node)
             continue
-        if id(tensor) in visited:
+        if id(node) in visited:
             continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        if tensor._creator is not None:
-            for parent in tensor._creator.inputs:
-                if parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        visited.add(id(node))
+        stack.append((node, True))
+        if not isinstance(node, Tensor):                             # a Function: visit its inputs
+            for parent in node.inputs:
+                if parent.requires_grad:
+                    child = parent._creator or parent
+                    if id(child) not in visited:
+                        stack.append((child, False))
+    order.reverse()
     return order
+
+
+def _accumulate(grads, tensor, grad):
+    """grads[tensor] += grad, summed down to the tensor's shape and cast to its dtype."""
+    if grad.shape != tensor.shape:
+        grad = unbroadcast(grad, tensor.shape)
+    if grad.dtype != tensor.dtype:
+        grad = grad.astype(tensor.dtype)
+    previous = grads.get(tensor)
+    # never in place: ``previous`` may be the very array another input received
+    grads[tensor] = grad if previous is None else previous + grad
 
 
 def _run_backward(root, root_grad):
     """Apply the chain rule from ``root`` back to the leaves, then free the graph."""
-    grads = {id(root): root_grad}  # dL/dt for the tensors still to be processed
-    for tensor in reversed(_topological_order(root)):
-        grad = grads.pop(id(tensor), None)
-        if grad is None:
-            continue
-        if tensor._freed:
-            raise RuntimeError(_FREED_MESSAGE)
-        fn = tensor._creator
-        if fn is None:  # a leaf: accumulate into .grad (own copy: grads may be shared views)
-            grad = grad.astype(tensor.dtype, copy=True) if grad.dtype != tensor.dtype else grad.copy()
-            if tensor.grad is None:
-                tensor.grad = grad
+    grads = {root: root_grad}  # dL/dt for the tensors still to be processed (Tensors hash by identity)
+    for node in _topological_order(root):
+        if isinstance(node, Tensor):   # a leaf: accumulate into .grad (own copy: grads may be shared views)
+            grad = grads.pop(node, None)
+            if grad is None:
+                continue
+            if node._freed:
+                raise RuntimeError(_FREED_MESSAGE)
+            grad = grad.astype(node.dtype, copy=True) if grad.dtype != node.dtype else grad.copy()
+            if node.grad is None:
+                node.grad = grad
             else:
-                tensor.grad += grad
+                node.grad += grad
             continue
-        input_grads = fn.backward(grad)
+        fn = node
+        outputs = [ref() for ref in fn.outputs]
+        output_grads = [None if t is None else grads.pop(t, None) for t in outputs]
+        if all(g is None for g in output_grads):
+            continue
+        input_grads = fn.backward(*output_grads)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, parent_grad in zip(fn.inputs, input_grads):
-            if parent_grad is None or not parent.requires_grad:
-                continue
-            parent_grad = unbroadcast(parent_grad, parent.shape)
-            if parent_grad.dtype != parent.dtype:
-                parent_grad = parent_grad.astype(parent.dtype)
-            previous = grads.get(id(parent))
-            # never in place: ``previous`` may be the very array another input received
-            grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
+            if parent_grad is not None and parent.requires_grad:
+                _accumulate(grads, parent, parent_grad)
         # release the graph: this node's saved arrays and its links to its inputs
-        tensor._creator, tensor._freed = None, True
+        for t in outputs:
+            if t is not None:
+                t._creator, t._freed = None, True
         fn.__dict__.clear()

@@ -4,7 +4,7 @@
     matmul          a @ b, batched, broadcasting
     elementwise     exp, log, tanh, sqrt, relu, gelu, where, masked_fill
     reduction       sum, mean, max
-    shape           getitem, reshape, transpose/permute, concat, stack, split
+    shape           getitem, reshape, transpose/permute, concat, stack, split, split_fused_heads
     linear          linear: x W + b, fused
     embedding       embedding: table lookup with scatter-add backward
     softmax         softmax, log_softmax, fused
@@ -21,6 +21,7 @@ from minillm.functional.elementwise import exp, log, tanh, sqrt, relu, gelu, whe
 from minillm.functional.reduction import sum, mean, max
 from minillm.functional.matmul import matmul
 from minillm.functional.shape import reshape, transpose, permute, getitem, concat, stack, split
+from minillm.functional.shape import split_fused_heads
 from minillm.functional.linear import linear
 from minillm.functional.embedding import embedding, check_token_ids
 from minillm.functional.softmax import softmax, log_softmax
@@ -41,4 +42,5 @@ __all__ = [
     "layer_norm", "dropout", "scaled_dot_product_attention",
     "rms_norm", "silu", "gelu_exact", "apply_rotary", "rotary_tables",
     "dispatch", "moe_combine",
+    "split_fused_heads",
 ]

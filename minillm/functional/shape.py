@@ -1,4 +1,4 @@
-"""Shape ops: indexing, reshape, transpose, concatenation. They move numbers
+"""Shape ops: indexing, reshape, transpose, concatenation, splitting. They move numbers
 around without changing them, so each backward moves the gradient back to
 where each number came from (``Tensor[...]``, ``.reshape``, ``.T`` and
 ``.transpose`` call the Functions of this file)."""
@@ -119,6 +119,61 @@ def stack(tensors, axis=0):
     return concat(expanded, axis=axis)
 
 
+class Split(Function):
+    """y_1, ..., y_n = consecutive pieces of x along ``axis``, as views (no copy).
+
+    One op with n results: backward joins the pieces' gradients along ``axis``
+    in one pass (zeros for a piece no later op used), instead of n full-size
+    scattered gradients added up."""
+
+    def forward(self, x, sizes, axis):
+        self.axis, self.sizes, self.shape, self.dtype = axis, sizes, x.shape, x.dtype
+        lead, start, pieces = (slice(None),) * axis, 0, []
+        for size in sizes:
+            pieces.append(x[lead + (slice(start, start + size),)])
+            start += size
+        return tuple(pieces)
+
+    def backward(self, *grads):
+        shape = list(self.shape)
+        pieces = []
+        for grad, size in zip(grads, self.sizes):
+            shape[self.axis] = size
+            pieces.append(xp.zeros(tuple(shape), self.dtype) if grad is None else grad)
+        return xp.concatenate(pieces, axis=self.axis)
+
+
+class SplitFusedHeads(Function):
+    """(B, T, P * H * D) -> P tensors (B, H, T, D): a fused projection's [q | k | v],
+    each cut into H heads, as views of x (no copy).
+
+    Backward writes each part's gradient straight into its place in one
+    (B, T, P, H, D) array (zeros for a part no later op used): one pass, where
+    indexing the parts would build P full-size gradients and add them up."""
+
+    def forward(self, x, n_parts, n_head):
+        B, T, C = x.shape
+        self.shape, self.dtype = x.shape, x.dtype
+        self.split_shape = (B, T, n_parts, n_head, C // (n_parts * n_head))
+        parts = x.reshape(self.split_shape).transpose(2, 0, 3, 1, 4)      # (P, B, H, T, D), a view
+        return tuple(parts[i] for i in range(n_parts))
+
+    def backward(self, *grads):
+        grad_x = xp.empty(self.split_shape, self.dtype)                    # (B, T, P, H, D)
+        parts = grad_x.transpose(2, 0, 3, 1, 4)                            # (P, B, H, T, D), a view of it
+        for i, grad in enumerate(grads):
+            parts[i] = 0 if grad is None else grad
+        return grad_x.reshape(self.shape)                                  # (B, T, C)
+
+
+def split_fused_heads(x, n_parts, n_head):
+    """(B, T, n_parts * n_head * D) -> a list of n_parts tensors (B, n_head, T, D)."""
+    if x.ndim != 3 or x.shape[-1] % (n_parts * n_head):
+        raise ValueError(f"split_fused_heads: x has shape {tuple(x.shape)}; expected (B, T, C) with C divisible "
+                         f"by n_parts * n_head = {n_parts * n_head}")
+    return list(SplitFusedHeads.apply(x, n_parts=n_parts, n_head=n_head))
+
+
 def split(x, sections, axis=-1):
     """Cut ``x`` along ``axis`` into ``sections`` equal parts (an int) or at the
     given sizes (a list of ints). Returns a list of tensors."""
@@ -131,9 +186,4 @@ def split(x, sections, axis=-1):
         sizes = list(sections)
         if sum(sizes) != length:
             raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, not the axis length {length}")
-    axis = axis % x.ndim
-    pieces, start = [], 0
-    for size in sizes:
-        pieces.append(getitem(x, (slice(None),) * axis + (slice(start, start + size),)))
-        start += size
-    return pieces
+    return list(Split.apply(x, sizes=sizes, axis=axis % x.ndim))

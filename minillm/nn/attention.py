@@ -44,10 +44,8 @@ def split_fused_heads(x, n_parts, n_head):
     """(B, T, n_parts * n_head * D) -> n_parts tensors (B, n_head, T, D).
 
     For a fused projection such as GPT-2's c_attn, whose output is [q | k | v]
-    along the last axis: one reshape and one transpose for all parts."""
-    B, T, C = x.shape
-    parts = x.reshape(B, T, n_parts, n_head, C // (n_parts * n_head)).transpose(2, 0, 3, 1, 4)  # (P, B, H, T, D)
-    return [parts[i] for i in range(n_parts)]
+    along the last axis: views of it, one op for all parts (``F.split_fused_heads``)."""
+    return F.split_fused_heads(x, n_parts, n_head)
 
 
 def merge_heads(y):
