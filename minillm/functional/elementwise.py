@@ -120,11 +120,14 @@ class GELU(Function):
 
     def forward(self, x):
         self.x = x                                # kept: the derivative needs x and t
-        self.t, y = blockwise(_gelu_forward_kernel, (x,), (xp.empty(x.shape, x.dtype), xp.empty(x.shape, x.dtype)))
+        self.t, y = xp.empty(x.shape, x.dtype), xp.empty(x.shape, x.dtype)
+        blockwise(_gelu_forward_kernel, (x,), (self.t, y))
         return y
 
     def backward(self, grad):
-        return blockwise(_gelu_backward_kernel, (self.x, self.t, grad), (xp.empty(grad.shape, self.x.dtype),))[0]
+        d = xp.empty(grad.shape, self.x.dtype)
+        blockwise(_gelu_backward_kernel, (self.x, self.t, grad), (d,))
+        return d
 
 
 class Where(Function):

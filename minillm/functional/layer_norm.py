@@ -11,8 +11,8 @@ a shift of every element and a rescaling along xhat).
 
 ``layer_norm_reference`` and ``layer_norm_grad_reference`` are these formulas
 as written; the Function runs the same arithmetic as two kernels over pieces
-of whole rows that stay in the cache (``blockwise``), with dL/dw and dL/db
-summed piece by piece.
+of whole rows that stay in the cache (``blockwise``), dL/dw and dL/db added
+up from the pieces' partial sums.
 """
 from minillm.autograd import Function
 from minillm.backend import xp
@@ -51,14 +51,12 @@ def _forward_kernel(x, xhat, rstd, y, weight, bias, eps):
         y += bias
 
 
-def _backward_kernel(grad, xhat, rstd, grad_x, weight, grad_w, grad_b):
-    """One piece of rows: grad_x in place; dL/dw and dL/db of the piece added to grad_w, grad_b."""
+def _backward_kernel(grad, xhat, rstd, grad_x, weight):
+    """One piece of rows: grad_x in place; returns the piece's sums over rows of g * xhat and of g."""
     width = grad.shape[-1]
     grad, xhat, rstd, grad_x = (a.reshape(-1, a.shape[-1]) for a in (grad, xhat, rstd, grad_x))  # (n, C), (n, 1)
-    if grad_w is not None:
-        grad_w += xp.einsum("nc,nc->c", grad, xhat)            # sum over rows of g * xhat, no temporary
-    if grad_b is not None:
-        grad_b += grad.sum(axis=0)
+    partial_w = xp.einsum("nc,nc->c", grad, xhat)               # sum over rows of g * xhat, no temporary
+    partial_b = grad.sum(axis=0)                                # sum over rows of g
     if weight is None:
         grad_x[...] = grad                                      # gh = g
     else:
@@ -68,6 +66,7 @@ def _backward_kernel(grad, xhat, rstd, grad_x, weight, grad_w, grad_b):
     grad_x -= grad_x.mean(axis=-1, keepdims=True)               # gh - mean(gh)
     grad_x -= xhat * projection                                 # - xhat * mean(gh * xhat)
     grad_x *= rstd
+    return partial_w, partial_b
 
 
 class LayerNorm(Function):
@@ -81,13 +80,16 @@ class LayerNorm(Function):
         return y
 
     def backward(self, grad):
-        xhat, width = self.xhat, self.xhat.shape[-1]
-        dtype = xhat.dtype
-        grad_w = xp.zeros(width, dtype) if self.weight is not None else None
-        grad_b = xp.zeros(width, dtype) if self.has_bias else None
-        grad_x = xp.empty(xhat.shape, dtype)
-        blockwise(_backward_kernel, (grad, xhat, self.rstd), (grad_x,), rows=self.rstd.size,
-                  extra=(self.weight, grad_w, grad_b))
+        xhat = self.xhat
+        grad_x = xp.empty(xhat.shape, xhat.dtype)
+        partials = blockwise(_backward_kernel, (grad, xhat, self.rstd), (grad_x,), rows=self.rstd.size,
+                             extra=(self.weight,))
+        grad_w, grad_b = partials[0]                            # dL/dw, dL/db: the pieces' sums, in order
+        for partial_w, partial_b in partials[1:]:
+            grad_w += partial_w
+            grad_b += partial_b
+        grad_w = grad_w if self.weight is not None else None
+        grad_b = grad_b if self.has_bias else None
         if self.weight is None:
             return (grad_x,) + ((grad_b,) if self.has_bias else ())
         return (grad_x, grad_w) + ((grad_b,) if self.has_bias else ())
