@@ -62,7 +62,7 @@ def causal_bias(t_query, t_key, dtype):
 
     Built once per (Tq, Tk, dtype) and reused (training calls it with one shape
     every step); it is read-only, never written in place."""
-    key = (t_query, t_key, str(xp.dtype(dtype)))
+    key = (t_query, t_key, str(dtype))
     if key not in _CAUSAL_BIASES:
         if len(_CAUSAL_BIASES) > 64:     # generation walks through many (1, Tk): keep the cache small
             _CAUSAL_BIASES.clear()
