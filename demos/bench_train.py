@@ -25,7 +25,6 @@ median of the rounds' ratios. It prints:
 
 PyTorch is never a dependency of minillm.
 """
-import argparse
 import os
 import resource
 import sys
@@ -34,7 +33,7 @@ import tracemalloc
 
 import numpy
 
-from minillm import backend
+from minillm import backend, cli
 from minillm.models import GPT, GPTConfig
 from minillm.train import TrainConfig, Trainer
 
@@ -78,15 +77,20 @@ def flops_per_iter(n_params, config, batch_size):
     return per_token * batch_size * T
 
 
-def minillm_step(name):
-    """(step function, info) for minillm's training step at config ``name``."""
+def make_trainer(name):
+    """A Trainer of a fresh GPT at config ``name`` on random token ids (also used by profile_train.py)."""
     block, batch, n_layer, n_head, n_embd, dropout = CONFIGS[name]
     config = GPTConfig(vocab_size=VOCAB, block_size=block, n_layer=n_layer, n_head=n_head,
                        n_embd=n_embd, dropout=dropout)
-    model = GPT(config, seed=0)
     ids = numpy.random.default_rng(0).integers(0, VOCAB, 200_000)
-    trainer = Trainer(model, ids[:180_000], ids[180_000:], TrainConfig(
+    return Trainer(GPT(config, seed=0), ids[:180_000], ids[180_000:], TrainConfig(
         iters=10**9, batch_size=batch, eval_iters=1, warmup_iters=10, seed=0))
+
+
+def minillm_step(name):
+    """(step function, info) for minillm's training step at config ``name``."""
+    trainer = make_trainer(name)
+    model, config, batch = trainer.model, trainer.model.config, trainer.config.batch_size
     n_all = model.num_parameters()
     return trainer.train_step, {"config": config, "batch": batch, "n_all": n_all,
                                 "n_params": model.num_parameters(non_embedding=True),
@@ -219,20 +223,17 @@ def blas_threads():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Time minillm's training step and measure its memory.")
+    p = cli.ArgumentParser(description="Time minillm's training step and measure its memory.")
     p.add_argument("--config", choices=sorted(CONFIGS) + ["all"], action="append",
                    help="which config(s) to time (repeatable; default: baby and big)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved minillm/PyTorch rounds (median over them)")
-    p.add_argument("--iters", type=int, default=None,
+    p.add_argument("--rounds", type=cli.positive_int, default=5,
+                   help="interleaved minillm/PyTorch rounds (median over them)")
+    p.add_argument("--iters", type=cli.positive_int, default=None,
                    help="timed iterations per round and side (default 5 baby, 2 big, 1 nanogpt)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=2, help="untimed iterations first")
     p.add_argument("--quick", action="store_true", help="2 rounds of 1 iteration, 1 warm-up: a smoke test")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch side-by-side timing")
     args = p.parse_args(argv)
-    for flag in ("rounds", "iters"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            p.error(f"--{flag} must be at least 1, got {value}")
     names = args.config or ["baby", "big"]
     names = sorted(CONFIGS) if "all" in names else names
     warmup, rounds = (1, 2) if args.quick else (args.warmup, args.rounds)

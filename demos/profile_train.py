@@ -9,20 +9,17 @@ gradient clipping are timed around their calls. "engine + Python" is what is
 left of the step: graph bookkeeping, ``unbroadcast``, gradient accumulation,
 batch drawing, module calls. Figures are per step, in ms, summed over calls.
 """
-import argparse
 import collections
 import sys
 import time
 
 import numpy
 
-from minillm import backend, optim, train
+from minillm import backend, cli, train
 from minillm.autograd import Function
-from minillm.models import GPT, GPTConfig
-from minillm.train import TrainConfig, Trainer
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_train import CONFIGS, VOCAB  # noqa: E402  (the same configs as the benchmark)
+from bench_train import CONFIGS, make_trainer  # noqa: E402  (the same configs and trainer as the benchmark)
 
 
 def _subclasses(cls):
@@ -44,13 +41,7 @@ def _timed(method, totals, key):
 
 def profile(name, steps, warmup):
     """{part: seconds per step} and the median step time, for config ``name``."""
-    block, batch, n_layer, n_head, n_embd, dropout = CONFIGS[name]
-    config = GPTConfig(vocab_size=VOCAB, block_size=block, n_layer=n_layer, n_head=n_head,
-                       n_embd=n_embd, dropout=dropout)
-    model = GPT(config, seed=0)
-    ids = numpy.random.default_rng(0).integers(0, VOCAB, 200_000)
-    trainer = Trainer(model, ids[:180_000], ids[180_000:], TrainConfig(
-        iters=10**9, batch_size=batch, eval_iters=1, warmup_iters=10, seed=0))
+    trainer = make_trainer(name)
     for _ in range(warmup):
         trainer.train_step()
     totals = collections.Counter()
@@ -82,13 +73,11 @@ def profile(name, steps, warmup):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Per-op profile of minillm's training step.")
+    p = cli.ArgumentParser(description="Per-op profile of minillm's training step.")
     p.add_argument("--config", choices=sorted(CONFIGS), default="baby", help="model and batch (bench_train's)")
-    p.add_argument("--steps", type=int, default=20, help="profiled steps")
-    p.add_argument("--warmup", type=int, default=3, help="unprofiled steps first")
+    p.add_argument("--steps", type=cli.positive_int, default=20, help="profiled steps")
+    p.add_argument("--warmup", type=cli.non_negative_int, default=3, help="unprofiled steps first")
     args = p.parse_args(argv)
-    if args.steps < 1:
-        p.error("--steps must be at least 1")
     parts, median = profile(args.config, args.steps, args.warmup)
     total = sum(parts.values())
     print(f"[{args.config}] {args.steps} steps, median {1000 * median:.1f} ms/step "
