@@ -162,7 +162,6 @@ class ScaledDotProductAttention(Function):
         t_query, t_key = q.shape[-2], k.shape[-2]
         q = xp.multiply(q, self.scale, out=xp.empty(q.shape, q.dtype))  # (B, H, Tq, D), Q * scale, C order
         q = q.reshape(k.shape[:-2] + (-1, q.shape[-1]))             # (B, Hkv, r*Tq, D): GQA groups as queries
-        k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)     # (B, Hkv, Tk, D) each
         s = xp.empty(q.shape[:-1] + (t_key,), q.dtype)              # (B, Hkv, r*Tq, Tk) scores, then P
         out = xp.empty(q.shape[:-1] + (v.shape[-1],), q.dtype)      # (B, Hkv, r*Tq, D)
         scores_shape = self.q_shape[:-1] + (t_key,)                 # (B, H, Tq, Tk)
