@@ -271,6 +271,9 @@ class Function:
     result that no later op used. Its backward runs once, after every use of
     every result has sent its gradient.
 
+    The engine keeps ``inputs``, ``needs_input_grad`` and ``_result_refs`` on
+    the instance; an op names its own saved arrays otherwise.
+
     ``Cls.apply(*inputs, **options)`` is how an op is called: positional inputs
     are Tensors (or arrays / Python numbers, which become constants), keyword
     options are non-differentiable settings (an axis, integer ids, a seed).
@@ -298,10 +301,10 @@ class Function:
         fn.needs_input_grad = tuple(t.requires_grad for t in tensors)
         if type(out) is not tuple:
             result = Tensor(out, requires_grad=True, _creator=fn)
-            fn.outputs = (weakref.ref(result),)   # weak: a result unused later is freed as usual
+            fn._result_refs = (weakref.ref(result),)   # weak: a result unused later is freed as usual
             return result
         results = tuple(Tensor(o, requires_grad=True, _creator=fn) for o in out)
-        fn.outputs = tuple(weakref.ref(r) for r in results)
+        fn._result_refs = tuple(weakref.ref(r) for r in results)
         return results
 
 
@@ -365,7 +368,7 @@ def _run_backward(root, root_grad):
                 node.grad += grad
             continue
         fn = node
-        outputs = [ref() for ref in fn.outputs]
+        outputs = [ref() for ref in fn._result_refs]
         output_grads = [None if t is None else grads.pop(t, None) for t in outputs]
         if all(g is None for g in output_grads):
             continue

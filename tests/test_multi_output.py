@@ -121,3 +121,18 @@ def test_split_gradients_with_an_unused_piece(seed, axis, use_last):
 def test_split_fused_heads_names_the_expected_shape():
     with pytest.raises(ValueError, match="divisible by n_parts"):
         F.split_fused_heads(Tensor(numpy.zeros((1, 2, 7))), 3, 1)
+
+
+def test_an_op_may_save_arrays_under_any_name_the_engine_does_not_keep():
+    class Scale(Function):                       # saves its own "outputs" and "results"
+        def forward(self, x):
+            self.outputs, self.results = x * 2.0, "mine"
+            return self.outputs
+
+        def backward(self, grad):
+            assert self.results == "mine" and self.outputs.shape == grad.shape   # still the op's own
+            return grad * 2.0
+
+    x = Tensor(numpy.array([1.0, 3.0]), requires_grad=True)
+    (Scale.apply(x) * x).sum().backward()        # d(2x^2)/dx = 4x
+    numpy.testing.assert_allclose(host(x.grad), [4.0, 12.0])
