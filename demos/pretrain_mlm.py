@@ -1,7 +1,7 @@
 """Pretrain a small BERT on the shipped Shakespeare with the masked-LM objective.
 
     python demos/pretrain_mlm.py                       # a few minutes on 2 CPU cores
-    python demos/pretrain_mlm.py --iters 2000 --n-layer 4 --n-embd 192
+    python demos/pretrain_mlm.py --iters 3000 --n-embd 192
 
 Each batch is random windows of the corpus, written [CLS] window [SEP]; 15 % of
 the tokens are chosen, 80 % of those become [MASK], 10 % a random token, 10 %
@@ -18,6 +18,15 @@ corpus with [PAD] [CLS] [SEP] [MASK] added. A BPE token is often a whole word
 it. With characters (``--tokenizer char``) a masked letter is mostly a
 spelling exercise, solved from the letters next to it ("th[MASK] king"), and
 the fill-mask examples ask for one letter.
+
+Defaults (BPE 1024, 2 layers x 128, 16-token sequences, 128 a batch, lr 2e-3,
+1500 steps) were found by counting steps. A masked LM first learns the
+unigram guess ("\n", ",") and to copy the 10 % unchanged tokens; it uses the
+sentence only once attention has learned where the neighbours are. With
+64-token windows and 4 layers it was still on that plateau after 600 steps
+(the same guess for every prompt); with 16-token windows (16 learned
+positions to tell apart, and each prompt is one line) and 2 layers it leaves
+it after about 300 steps, and by 1500 it fills in words of the right kind.
 """
 import argparse
 import json
@@ -45,17 +54,17 @@ def build_parser():
     p.add_argument("--tokenizer", choices=("bpe", "char"), default="bpe")
     p.add_argument("--vocab-size", type=cli.positive_int, default=1024,
                    help="BPE vocabulary, the 4 special tokens included")
-    p.add_argument("--iters", type=cli.positive_int, default=600)
-    p.add_argument("--batch-size", type=cli.positive_int, default=32)
-    p.add_argument("--seq-len", type=cli.positive_int, default=64, help="tokens per sequence, [CLS] and [SEP] included")
-    p.add_argument("--n-layer", type=cli.positive_int, default=4)
+    p.add_argument("--iters", type=cli.positive_int, default=1500)
+    p.add_argument("--batch-size", type=cli.positive_int, default=128)
+    p.add_argument("--seq-len", type=cli.positive_int, default=16, help="tokens per sequence, [CLS] and [SEP] included")
+    p.add_argument("--n-layer", type=cli.positive_int, default=2)
     p.add_argument("--n-head", type=cli.positive_int, default=4)
     p.add_argument("--n-embd", type=cli.positive_int, default=128)
-    p.add_argument("--lr", type=cli.positive_float, default=1e-3)
+    p.add_argument("--lr", type=cli.positive_float, default=2e-3)
     p.add_argument("--min-lr", type=cli.positive_float, default=1e-4)
-    p.add_argument("--warmup-iters", type=cli.non_negative_int, default=50)
+    p.add_argument("--warmup-iters", type=cli.non_negative_int, default=30)
     p.add_argument("--weight-decay", type=cli.non_negative_float, default=0.01)
-    p.add_argument("--eval-every", type=cli.positive_int, default=100)
+    p.add_argument("--eval-every", type=cli.positive_int, default=250)
     p.add_argument("--eval-batches", type=cli.positive_int, default=8, help="held-out batches per evaluation")
     p.add_argument("--prompt", action="append", help="a fill-mask prompt with [MASK] (repeatable)")
     p.add_argument("--seed", type=int, default=1337)
