@@ -7,8 +7,8 @@
 For each config it times full training iterations (batch drawing, forward,
 cross-entropy, backward, gradient clipping, AdamW step) after a warm-up, with
 ``backend.synchronize()`` before every clock reading. If PyTorch is importable,
-the same model and optimizer in PyTorch eager mode (with as many threads as
-NumPy's BLAS) are timed in the same process, interleaved: ``--rounds`` rounds,
+the same model and optimizer in PyTorch eager mode (with as many threads as minillm
+uses, ``parallel.THREADS``) are timed in the same process, interleaved: ``--rounds`` rounds,
 each ``--iters`` minillm steps then ``--iters`` PyTorch steps, so that a shared,
 busy machine slows both sides of a round alike; the ratio reported is the
 median of the rounds' ratios. It prints:
@@ -34,6 +34,7 @@ import tracemalloc
 import numpy
 
 from minillm import backend, cli
+from minillm.functional import parallel
 from minillm.models import GPT, GPTConfig
 from minillm.train import TrainConfig, Trainer
 
@@ -51,7 +52,8 @@ def peak_rss_mib():
 
 
 def matmul_ceiling(seconds=1.0):
-    """Best float32 GFLOP/s of square matrix products on the backend (2 n^3 FLOPs each)."""
+    """Best float32 GFLOP/s of square matrix products on the backend (2 n^3 FLOPs each), as
+    minillm runs them: on the CPU, cut over its threads (``parallel.matmul``; the BLAS on one)."""
     xp = backend.xp
     best = 0.0
     sizes = (1024, 2048) if backend.name == "numpy" else (4096, 8192)
@@ -59,12 +61,12 @@ def matmul_ceiling(seconds=1.0):
     for n in sizes:
         a = backend.asarray(rng.standard_normal((n, n), dtype=numpy.float32))
         b = backend.asarray(rng.standard_normal((n, n), dtype=numpy.float32))
-        xp.matmul(a, b)
+        parallel.matmul(a, b)
         backend.synchronize()
         deadline = time.perf_counter() + seconds / len(sizes)
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            xp.matmul(a, b)
+            parallel.matmul(a, b)
             backend.synchronize()
             best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
@@ -214,12 +216,12 @@ def interleaved(steps, rounds, per_round, warmup):
     return medians
 
 
-def blas_threads():
-    """The threads NumPy's BLAS uses: OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, else the CPU count."""
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(variable, "").isdigit():
-            return int(os.environ[variable])
-    return os.cpu_count() or 1
+def cpu_threads():
+    """The CPU threads minillm's step uses (``parallel.THREADS``: MINILLM_THREADS, else
+    OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, else the CPU count); PyTorch gets as many."""
+    if backend.name == "numpy":
+        return parallel.THREADS
+    return parallel.thread_count()
 
 
 def main(argv=None):
@@ -238,7 +240,7 @@ def main(argv=None):
     names = sorted(CONFIGS) if "all" in names else names
     warmup, rounds = (1, 2) if args.quick else (args.warmup, args.rounds)
 
-    threads = blas_threads()
+    threads = cpu_threads()
     print(f"backend {backend.name} | numpy {numpy.__version__} | OMP_NUM_THREADS "
           f"{os.environ.get('OMP_NUM_THREADS', 'unset')} | {os.cpu_count()} CPUs | PyTorch threads {threads}")
     ceiling = matmul_ceiling(0.5 if args.quick else 2.0)

@@ -7,8 +7,10 @@ three products is one large matrix multiplication:
     dL/dx = dL/dy W^T      dL/dW = x^T dL/dy      dL/db = sum over rows of dL/dy
 
 A gradient no input needs (a frozen weight, as in LoRA) is not computed.
+Each product is shared out over the CPU threads (``parallel.matmul``).
 """
 from minillm.autograd import Function
+from minillm.functional import parallel
 from minillm.shapes import check_matmul_shapes, shape_text
 
 
@@ -18,7 +20,7 @@ class Linear(Function):
         check_matmul_shapes(x, weight)
         self.x, self.weight = x, weight  # x for dL/dW, W for dL/dx
         self.has_bias = bias is not None
-        y = x.reshape(-1, x.shape[-1]) @ weight                        # (N, out)
+        y = parallel.matmul(x.reshape(-1, x.shape[-1]), weight)                       # (N, out)
         if bias is not None:
             y += bias
         return y.reshape(x.shape[:-1] + (weight.shape[1],))           # (..., out)
@@ -26,8 +28,8 @@ class Linear(Function):
     def backward(self, grad):
         needs = self.needs_input_grad or (True, True, True)           # x, W[, b]; a frozen W: no dL/dW
         g2 = grad.reshape(-1, grad.shape[-1])                          # (N, out)
-        grad_x = (g2 @ self.weight.T).reshape(self.x.shape) if needs[0] else None          # (..., in)
-        grad_w = self.x.reshape(-1, self.x.shape[-1]).T @ g2 if needs[1] else None        # (in, out)
+        grad_x = parallel.matmul(g2, self.weight.T).reshape(self.x.shape) if needs[0] else None          # (..., in)
+        grad_w = parallel.matmul(self.x.reshape(-1, self.x.shape[-1]).T, g2) if needs[1] else None        # (in, out)
         grad_b = g2.sum(axis=0) if self.has_bias and needs[2] else None                   # (out,)
         return grad_x, grad_w, grad_b
 

@@ -1,0 +1,115 @@
+"""Threads: minillm shares its CPU work out itself, and runs the BLAS on one thread.
+
+NumPy's ufuncs (x * x, tanh, exp, ...) run on one core. Its BLAS (OpenBLAS)
+runs matrix products on all of them, and between two products its worker
+threads keep spinning, waiting for the next one. So a second thread of our
+own, doing elementwise work on the other core, finds that core taken: on the
+2-core machine, handing half of a GELU to a second thread right after a
+matrix product was slower than doing it all on one.
+
+So on the CPU minillm owns the threads. It sets the BLAS to one thread (with
+threadpoolctl, at import) and keeps a pool of ``THREADS - 1`` worker threads
+plus the calling thread; then it cuts both kinds of work into one part per
+thread:
+
+- a matrix product ``a @ b`` is cut along the rows of ``a`` (or, when ``a``
+  has few rows, the columns of ``b``): each thread multiplies its rows by the
+  whole of ``b`` on a one-thread BLAS, into its rows of the result;
+- an elementwise kernel is cut into runs of pieces (``blocked.blockwise``).
+
+NumPy releases the GIL inside a ufunc and inside the BLAS, so the parts run
+side by side. Measured on the 2-core machine (see docs/performance.md): the
+MLP's 4096 x 384 @ 384 x 1536 product took 16.1 ms on OpenBLAS's two threads
+and 16.7 ms cut into two halves on our two threads; a GELU forward over the
+4096 x 1536 activation 15.1 ms on one thread and 7.5 ms on two; and the three
+in a row 59.2 ms (OpenBLAS threads) against 48.3 ms (ours).
+
+A part is computed exactly as the whole would be, row by row (a row of
+``a @ b`` is the same dot products wherever it is cut; an elementwise piece
+never looks outside itself), so the numbers do not depend on ``THREADS``.
+
+``THREADS`` follows the usual settings: ``MINILLM_THREADS``, else
+``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``, else the CPU count. With one
+thread (the setting for a busy machine: ``OMP_NUM_THREADS=1``) there is no
+pool and nothing is cut. On CuPy none of this applies: the GPU runs each op
+as one launch.
+"""
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from minillm import backend
+from minillm.backend import xp
+
+MIN_PARALLEL_FLOPS = 1 << 22     # a product under ~4 MFLOP (e.g. 64 x 64 x 512) stays on one thread
+
+
+def thread_count():
+    """MINILLM_THREADS, else the BLAS's OMP_NUM_THREADS / OPENBLAS_NUM_THREADS, else the CPU count."""
+    for variable in ("MINILLM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def _one_thread_blas():
+    """Set the BLAS NumPy loaded to one thread; False if that cannot be done (then we cut nothing)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return False
+    threadpoolctl.threadpool_limits(limits=1, user_api="blas")     # for the whole process, from now on
+    return any(info["user_api"] == "blas" for info in threadpoolctl.threadpool_info())
+
+
+THREADS = thread_count() if backend.name == "numpy" else 1
+if THREADS > 1 and not _one_thread_blas():
+    THREADS = 1                  # no threadpoolctl, or no BLAS it knows: leave the BLAS its own threads
+
+_pools = {}                      # process id -> executor; a forked child (MPI, multiprocessing) makes its own
+_pools_lock = threading.Lock()
+
+
+def _pool():
+    with _pools_lock:
+        pid = os.getpid()
+        if pid not in _pools:
+            _pools[pid] = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="minillm")
+        return _pools[pid]
+
+
+def run_parts(parts):
+    """Call each zero-argument function of ``parts``, the first on this thread and the
+    rest on the pool, side by side; return their results in order."""
+    if len(parts) == 1:
+        return [parts[0]()]
+    others = [_pool().submit(part) for part in parts[1:]]
+    results = [parts[0]()]
+    results += [future.result() for future in others]   # re-raises a part's exception here
+    return results
+
+
+def split(n, parts):
+    """``parts`` contiguous (start, stop) ranges covering range(n), as even as can be."""
+    return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` for 2-D ``a`` (n, k) and ``b`` (k, m), cut into one part per thread.
+
+    The rows of ``a`` (and of the result) are shared out when there are at least
+    64 per thread, otherwise the columns of ``b``. ``out``: an (n, m) C-contiguous
+    array to write into (made when None). Same numbers as ``xp.matmul(a, b)``."""
+    n, m = a.shape[0], b.shape[1]
+    if out is None:
+        out = xp.empty((n, m), xp.result_type(a, b))
+    threads = THREADS if 2 * n * m * a.shape[1] >= MIN_PARALLEL_FLOPS else 1
+    if threads == 1:
+        return xp.matmul(a, b, out=out)
+    if n >= 64 * threads:
+        parts = [lambda lo=lo, hi=hi: xp.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in split(n, threads)]
+    else:
+        parts = [lambda lo=lo, hi=hi: xp.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in split(m, threads)]
+    run_parts(parts)
+    return out
