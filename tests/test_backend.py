@@ -199,3 +199,20 @@ def test_the_layering_check_can_fail():
     assert _is_host_side(Path("tokenizers/bpe.py")) and _is_host_side(Path("data/dedup.py"))
     assert not _is_host_side(Path("functional/softmax.py")) and not _is_host_side(Path("models/gpt2.py"))
 
+
+
+def test_freed_memory_is_kept_for_the_next_step_unless_turned_off():
+    """On Linux/glibc the NumPy backend sets malloc to keep freed blocks (no page faults each
+    step); MINILLM_KEEP_MEMORY=0 leaves the allocator alone."""
+    if not sys.platform.startswith("linux"):
+        assert backend.KEEPS_FREED_MEMORY is False
+        return
+    code = "import minillm; print(minillm.backend.KEEPS_FREED_MEMORY)"
+    results = {}
+    for setting in ("1", "0"):
+        env = dict(os.environ, MINILLM_BACKEND="numpy", MINILLM_KEEP_MEMORY=setting)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        results[setting] = done.stdout.strip()
+    assert results["0"] == "False"
+    assert results["1"] == str(backend.KEEPS_FREED_MEMORY)
