@@ -17,7 +17,6 @@ def two_threads(monkeypatch):
     """Cut even the smallest products and arrays into two parts."""
     monkeypatch.setattr(parallel, "THREADS", 2)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
-    monkeypatch.setattr(blocked, "MIN_THREADED", 0)
 
 
 @settings(max_examples=25, deadline=None)

@@ -255,12 +255,13 @@ class ScaledDotProductAttention(Function):
 
     def _block(self):
         """Elements of S per piece. By query blocks, a piece's live scores are one block's rows, so
-        pieces hold more (batch, head) slices: 4 BLOCKs of scores per query block. At block 256 /
-        batch 16 (4 query blocks) the step's attention took 50.7 ms with 1 BLOCK per query block,
-        40.5 ms with 4 and 52.3 ms with 16 (fewer, larger numpy calls against cache misses)."""
+        pieces hold more (batch, head) slices: a BLOCK of scores per query block. At block 256 /
+        batch 16 (4 query blocks) attention forward + backward took 50.7 ms with 64K elements per
+        query block, 40.5 ms with 256K and 52.3 ms with 1M (fewer, larger NumPy calls against
+        cache misses)."""
         if not self.by_query_blocks:
             return None                                             # blockwise's default
-        return 4 * blocked.BLOCK * len(_query_blocks(self.dims[1], self.dims[2]))
+        return blocked.BLOCK * len(_query_blocks(self.dims[1], self.dims[2]))
 
     def backward(self, grad):
         q, k, v, p = self.q, self.k, self.v, self.p

@@ -1,26 +1,27 @@
-"""Cache blocking: a fused kernel run over an array in cache-sized pieces.
+"""Pieces: a fused kernel run over an array in pieces, shared out over the threads.
 
 A fused op written with NumPy still makes several passes over its arrays
-(x * x, then * x, then tanh, ...), and over a whole activation (the MLP's
-12 x 64 x 512 float32 numbers are 1.5 MiB; at block 256 / batch 16, 25 MiB)
-each pass streams the arrays from memory again. Running the same kernel on
-consecutive pieces of ``BLOCK`` elements instead, every pass after the first
-finds its piece in the core's own cache. The arithmetic is unchanged, number
-for number: an elementwise kernel never looks outside its piece.
+(x * x, then * x, then tanh, ...): a kernel is a few NumPy calls. Running it
+on consecutive pieces of about ``BLOCK`` elements does two things:
 
-(Running the pieces on several threads, NumPy releasing the GIL inside each
-ufunc, was measured too: on the shared 2-core machine, handing pieces to a
-second thread cost more than it saved, up to 4x slower on small arrays, as
-waking BLAS's second thread does; so the pieces run in turn, on one thread.)
+- each thread (``parallel.THREADS``) takes one contiguous run of pieces (the
+  calling thread the first), and NumPy releases the GIL inside each ufunc, so
+  the runs go on side by side;
+- a piece's arrays are small enough to stay in the core's cache between one
+  pass and the next.
 
-With several threads (``parallel.THREADS``) the pieces are also shared out:
-the rows are cut into one contiguous run of pieces per thread (the calling
-thread takes the first). Each thread takes a long run rather than single
-pieces in turn: handing out 64K-element pieces one at a time cost more in
-GIL handoffs than it saved. Pieces are cut the same way whatever the thread
-count, and the per-piece results come back in piece order, so the numbers are the same
-whatever the thread count. Arrays under ``MIN_THREADED`` elements stay on one
-thread: waking another costs more than it saves.
+The piece size is a trade: every NumPy call costs a few microseconds however
+small its piece, so pieces of 64K elements (256 KiB, meant to sit in L2) lost
+to whole arrays on the 2-core machine (a LayerNorm forward at block 256 /
+batch 16: 5.2 ms in pieces of 64K on one thread, 3.8 ms whole), while 256K
+elements, on two threads, took 2.3 ms. Handing out single pieces to whichever
+thread is free was slower still (GIL handoffs), hence one run per thread.
+
+The arithmetic is unchanged, number for number: an elementwise kernel never
+looks outside its piece, a row kernel (LayerNorm) gets whole rows, and
+per-piece results (partial sums) come back in piece order. Pieces are cut by
+size alone, never by the thread count, so results do not depend on it. An
+array of one piece runs on the calling thread.
 
 On CuPy one launch over the whole array is what is fast, so the kernel runs once.
 """
@@ -28,8 +29,7 @@ from minillm import backend
 from minillm.backend import xp
 from minillm.functional import parallel
 
-BLOCK = 1 << 16          # elements per piece: 256 KiB of float32, so a kernel's few live pieces sit in L2
-MIN_THREADED = 1 << 17   # arrays smaller (512 KiB of float32; at most two pieces) stay on the calling thread
+BLOCK = 1 << 18   # elements per piece: 1 MiB of float32 (see above for the measurement)
 
 
 def _run(kernel, views, extra, starts, per_piece):
@@ -58,9 +58,8 @@ def blockwise(kernel, inputs, outputs, rows=None, extra=(), block=None, threads=
     rows = outputs[0].size if rows is None else rows
     block = BLOCK if block is None else block
     threads = parallel.THREADS if threads is None else threads
-    threads = 1 if size < MIN_THREADED else threads
     per_piece = max(1, block * rows // max(size, 1))
-    if backend.name == "cupy" or (per_piece >= rows and threads == 1):
+    if backend.name == "cupy" or per_piece >= rows:                   # one piece: one call, this thread
         return [kernel(*inputs, *outputs, *extra)]
     views = [xp.ascontiguousarray(a).reshape(rows, -1) for a in inputs]   # views when already contiguous
     views += [a.reshape(rows, -1) for a in outputs]                      # views: outputs are contiguous

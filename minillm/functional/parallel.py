@@ -24,9 +24,12 @@ and 16.7 ms cut into two halves on our two threads; a GELU forward over the
 4096 x 1536 activation 15.1 ms on one thread and 7.5 ms on two; and the three
 in a row 59.2 ms (OpenBLAS threads) against 48.3 ms (ours).
 
-A part is computed exactly as the whole would be, row by row (a row of
-``a @ b`` is the same dot products wherever it is cut; an elementwise piece
-never looks outside itself), so the numbers do not depend on ``THREADS``.
+An elementwise piece never looks outside itself, so cutting it changes no
+number. A row of ``a @ b`` is the same dot products wherever it is cut, but
+the BLAS picks its inner kernel by the shape of the part it is given, so a
+dot product may be summed in another order: a part can differ from the
+whole product in the last bit (tests/test_parallel.py bounds it). The cut
+depends only on the shapes and ``THREADS``, so a run repeats exactly.
 
 ``THREADS`` follows the usual settings: ``MINILLM_THREADS``, else
 ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``, else the CPU count. With one
