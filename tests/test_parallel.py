@@ -17,6 +17,7 @@ def two_threads(monkeypatch):
     """Cut even the smallest products and arrays into two parts."""
     monkeypatch.setattr(parallel, "THREADS", 2)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(parallel, "MIN_CUT_FLOPS", 0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -30,13 +31,13 @@ def test_a_cut_product_equals_numpys_to_rounding(n, k, m, transposed, seed):
     a = xp.asarray(rng.standard_normal((n, k), dtype=numpy.float32))
     b = xp.asarray(rng.standard_normal((m, k) if transposed else (k, m), dtype=numpy.float32))
     b = b.T if transposed else b                                     # a transposed view, as Linear's W^T
-    saved = parallel.THREADS, parallel.MIN_PARALLEL_FLOPS
-    parallel.THREADS, parallel.MIN_PARALLEL_FLOPS = 2, 0
+    saved = parallel.THREADS, parallel.MIN_PARALLEL_FLOPS, parallel.MIN_CUT_FLOPS
+    parallel.THREADS, parallel.MIN_PARALLEL_FLOPS, parallel.MIN_CUT_FLOPS = 2, 0, 0
     try:
         cut = parallel.matmul(a, b)
         into = parallel.matmul(a, b, out=xp.full((n, m), numpy.nan, dtype=numpy.float32))
     finally:
-        parallel.THREADS, parallel.MIN_PARALLEL_FLOPS = saved
+        parallel.THREADS, parallel.MIN_PARALLEL_FLOPS, parallel.MIN_CUT_FLOPS = saved
     whole = backend.to_numpy(xp.matmul(a, b))
     bound = 4 * numpy.finfo(numpy.float32).eps * k * backend.to_numpy(xp.abs(a) @ xp.abs(b))  # |error| of a sum
     assert numpy.all(numpy.abs(backend.to_numpy(cut) - whole) <= bound)
@@ -92,10 +93,23 @@ def test_the_thread_count_follows_the_usual_settings(monkeypatch, settings_, exp
     assert parallel.thread_count() == (expected or os.cpu_count() or 1)
 
 
-def test_with_several_threads_the_blas_runs_on_one():
-    """Our threads and OpenBLAS's would fight for the cores: when minillm cuts work, the BLAS has one."""
+def test_with_several_threads_the_blas_runs_on_one_but_for_small_products():
+    """Our threads and OpenBLAS's would fight for the cores: when minillm cuts work, the BLAS has one
+    thread, lent all of them only for the length of a small product."""
     if parallel.THREADS == 1:
         pytest.skip("minillm runs on one thread here (one CPU, or OMP_NUM_THREADS=1): the BLAS is left alone")
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    blas = [info for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
-    assert blas and all(info["num_threads"] == 1 for info in blas)
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+
+    assert blas_threads() and set(blas_threads()) == {1}
+    seen = []
+    original = parallel._set_blas_threads
+    try:
+        parallel._set_blas_threads = lambda count: (seen.append(count), original(count))
+        a = xp.ones((64, 256), dtype=numpy.float32)
+        parallel.matmul(a, xp.ones((256, 256), dtype=numpy.float32))       # 8 MFLOP: small
+    finally:
+        parallel._set_blas_threads = original
+    assert seen == [parallel.THREADS, 1] and set(blas_threads()) == {1}

@@ -45,6 +45,7 @@ from minillm import backend
 from minillm.backend import xp
 
 MIN_PARALLEL_FLOPS = 1 << 22     # a product under ~4 MFLOP (e.g. 64 x 64 x 512) stays on one thread
+MIN_CUT_FLOPS = 1 << 28          # from ~270 MFLOP a product is cut over our threads; below, the BLAS's own
 
 
 def thread_count():
@@ -56,19 +57,25 @@ def thread_count():
     return os.cpu_count() or 1
 
 
-def _one_thread_blas():
-    """Set the BLAS NumPy loaded to one thread; False if that cannot be done (then we cut nothing)."""
+def _blas_libraries():
+    """threadpoolctl's handles on the BLAS libraries loaded (NumPy's OpenBLAS); [] without threadpoolctl."""
     try:
         import threadpoolctl
     except ImportError:
-        return False
-    threadpoolctl.threadpool_limits(limits=1, user_api="blas")     # for the whole process, from now on
-    return any(info["user_api"] == "blas" for info in threadpoolctl.threadpool_info())
+        return []
+    return threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+def _set_blas_threads(count):
+    for library in _BLAS:
+        library.set_num_threads(count)                           # a plain C call, well under a microsecond
 
 
 THREADS = thread_count() if backend.name == "numpy" else 1
-if THREADS > 1 and not _one_thread_blas():
+_BLAS = _blas_libraries() if THREADS > 1 else []
+if THREADS > 1 and not _BLAS:
     THREADS = 1                  # no threadpoolctl, or no BLAS it knows: leave the BLAS its own threads
+_set_blas_threads(1)             # for the whole process, from now on (a small product lends it THREADS)
 
 _pools = {}                      # process id -> executor; a forked child (MPI, multiprocessing) makes its own
 _pools_lock = threading.Lock()
@@ -107,9 +114,16 @@ def matmul(a, b, out=None):
     n, m = a.shape[0], b.shape[1]
     if out is None:
         out = xp.empty((n, m), xp.result_type(a, b))
-    threads = THREADS if 2 * n * m * a.shape[1] >= MIN_PARALLEL_FLOPS else 1
-    if threads == 1:
+    flops = 2 * n * m * a.shape[1]
+    if THREADS == 1 or flops < MIN_PARALLEL_FLOPS:
         return xp.matmul(a, b, out=out)
+    if flops < MIN_CUT_FLOPS:                                    # small: the BLAS's threads, for this call
+        _set_blas_threads(THREADS)
+        try:
+            return xp.matmul(a, b, out=out)
+        finally:
+            _set_blas_threads(1)
+    threads = THREADS
     if n >= 64 * threads:
         parts = [lambda lo=lo, hi=hi: xp.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in split(n, threads)]
     else:
