@@ -11,6 +11,11 @@ micro-batches whose losses are each scaled by 1/k, then one ``step()``, gives
 the gradient of the mean loss over the k micro-batches, i.e. the same update
 as one batch k times larger (tests/test_optim.py checks it).
 
+With several CPU threads (``functional.parallel``), ``step()`` shares the
+parameters out: each thread updates its own run of them (about the same
+number of elements each), with its own scratch array. Each parameter's
+update is the same arithmetic whichever thread does it.
+
 State dicts are flat ``{str: numpy array or number}`` dicts, saved as is into
 a pickle-free ``.npz``. Per-parameter entries are keyed by the parameter's
 name when the groups carry "names" (``param_groups_for_weight_decay`` does),
@@ -20,6 +25,9 @@ import math
 
 from minillm import backend
 from minillm.backend import xp
+from minillm.functional import parallel
+
+MIN_THREADED = 1 << 20   # fewer elements than this in all: updated on the calling thread
 
 
 def _groups(params, defaults):
@@ -92,14 +100,33 @@ class Optimizer:
 
     def step(self):
         self.step_count += 1
-        for key, group, p in self._live():
+        live = self._live()
+        for key, group, p in live:
             if key not in self.state:
                 self.state[key] = {"step": 0, **{n: xp.zeros_like(p.data) for n in self.state_names}}
-            state = self.state[key]
-            state["step"] += 1
-            self._update(p.data, p.grad, state, group)
+            self.state[key]["step"] += 1
+        parallel.run_parts([lambda run=run, slot=slot: self._update_all(run, slot)
+                            for slot, run in enumerate(self._runs(live))])
 
-    def _update(self, param, grad, state, group):
+    def _runs(self, live):
+        """``live`` cut into one contiguous run per thread, of about equal element counts."""
+        total = sum(p.size for _, _, p in live)
+        threads = parallel.THREADS if total >= MIN_THREADED else 1
+        runs, run, filled = [], [], 0
+        for item in live:
+            run.append(item)
+            filled += item[2].size
+            if filled * threads >= total * (len(runs) + 1) and len(runs) < threads - 1:
+                runs.append(run)
+                run = []
+        return runs + [run] if run or not runs else runs
+
+    def _update_all(self, run, slot):
+        for key, group, p in run:
+            self._update(p.data, p.grad, self.state[key], group, slot)
+
+    def _update(self, param, grad, state, group, slot):
+        """Update ``param`` in place; ``slot`` names the thread's own scratch (see AdamW)."""
         raise NotImplementedError
 
     # -- saving and loading
@@ -178,18 +205,19 @@ class AdamW(Optimizer):
         if not group["eps"] >= 0:
             raise ValueError(f"eps must be >= 0, got {group['eps']}")
 
-    def _scratch(self, param):
-        """A reused work array shaped like ``param`` (one buffer, as large as the largest
-        parameter, so a step allocates nothing)."""
-        buffer = getattr(self, "_buffer", None)
+    def _scratch(self, param, slot):
+        """A reused work array shaped like ``param``: one buffer per thread (``slot``), as large
+        as the largest parameter, so a step allocates nothing."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buffer = buffers.get(slot)
         if buffer is None or buffer.size < param.size or buffer.dtype != param.dtype:
-            buffer = self._buffer = xp.empty(max(param.size, 0 if buffer is None else buffer.size), param.dtype)
+            buffer = buffers[slot] = xp.empty(max(param.size, 0 if buffer is None else buffer.size), param.dtype)
         return buffer[:param.size].reshape(param.shape)
 
-    def _update(self, param, grad, state, group):
+    def _update(self, param, grad, state, group, slot):
         lr, beta1, beta2, t = group["lr"], group["beta1"], group["beta2"], state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        scratch = self._scratch(param)                  # the one temporary of this update
+        scratch = self._scratch(param, slot)            # the one temporary of this update
         if group["weight_decay"]:
             param *= 1.0 - lr * group["weight_decay"]
         m *= beta1                                      # m = beta1 m + (1 - beta1) g
@@ -224,7 +252,7 @@ class SGD(Optimizer):
         if not group["momentum"] >= 0:
             raise ValueError(f"momentum must be >= 0, got {group['momentum']}")
 
-    def _update(self, param, grad, state, group):
+    def _update(self, param, grad, state, group, slot):
         if group["weight_decay"]:
             grad = grad + group["weight_decay"] * param
         if group["momentum"]:

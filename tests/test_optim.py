@@ -310,3 +310,32 @@ def test_accumulating_scaled_micro_batches_equals_one_large_batch():
     small_opt.step()
     for (name, a), b in zip(big.state_dict().items(), small.state_dict().values()):
         numpy.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("make", [lambda ps: AdamW(ps, lr=1e-2, weight_decay=0.1),
+                                  lambda ps: SGD(ps, lr=1e-2, momentum=0.9, weight_decay=0.1)],
+                         ids=["AdamW", "SGD"])
+def test_a_step_shared_out_over_threads_updates_every_parameter_as_one_thread_does(monkeypatch, make):
+    np = numpy
+    """Parameters of unequal sizes cut into per-thread runs: every one updated, number for number."""
+    import minillm.optim as optim_module
+    from minillm.functional import parallel
+    shapes = [(7, 5), (3,), (40, 2), (1,), (6, 6, 2), (9,)]
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(parallel, "THREADS", threads)
+        monkeypatch.setattr(optim_module, "MIN_THREADED", 0)
+        rng = np.random.default_rng(0)
+        params = [Parameter(rng.standard_normal(shape)) for shape in shapes]
+        opt = make(params)
+        if threads > 1:
+            runs = opt._runs([(str(i), None, p) for i, p in enumerate(params)])
+            assert len(runs) == threads and [p for run in runs for _, _, p in run] == params
+        for _ in range(3):
+            for p in params:
+                p.grad = rng.standard_normal(p.shape)
+            opt.step()
+        results.append([backend.to_numpy(p.data) for p in params])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
