@@ -45,7 +45,7 @@ from minillm import backend
 from minillm.backend import xp
 
 MIN_PARALLEL_FLOPS = 1 << 22     # a product under ~4 MFLOP (e.g. 64 x 64 x 512) stays on one thread
-MIN_CUT_FLOPS = 1 << 28          # from ~270 MFLOP a product is cut over our threads; below, the BLAS's own
+MIN_CUT_FLOPS = 1 << 27          # from ~134 MFLOP a product is cut over our threads; below, the BLAS's own
 
 
 def thread_count():
