@@ -41,7 +41,10 @@ summed over the group. Masks and bias are applied with S viewed back as
 
 When Tk > Tq the first Tk - Tq keys are a cached prefix (the KV cache): query i
 is at absolute position i + (Tk - Tq). Optional dropout on P (GPT-2's
-attn_pdrop) multiplies P by a scaled Bernoulli mask M: O = (P*M) V.
+attn_pdrop) multiplies P by a Bernoulli mask M of 0/1, kept as booleans (a
+byte each, not four), and by 1 / (1 - p): O = (P*M) V / (1 - p), the scale
+applied to the small (Tq, D) output rather than the (Tq, Tk) weights; then
+dV = (P*M)^T G / (1 - p) and dP = (G V^T / (1 - p)) * M.
 Cross-attention (T5's decoder) is the same op with causal=False and Tq != Tk.
 """
 import functools
@@ -112,10 +115,10 @@ def attention_reference(q, k, v, causal=True, scale=None):
 # broadcast over the batch and head axes in ways a piece cannot cut. Every piece below is
 # (n, r*Tq, D) for queries and outputs, (n, Tk, D) for keys and values, (n, r*Tq, Tk) for scores.
 
-def _forward_kernel(q, k, v, *pieces, dims, causal, additive, scores_shape, guard, dropout):
+def _forward_kernel(q, k, v, *pieces, dims, causal, additive, scores_shape, guard, keep_scale):
     """S = Q K^T (+ masks), P = softmax(S) in place, O = (P [* M]) V, for one piece.
     ``additive`` terms (bias, padding) come only with the whole arrays: S viewed as ``scores_shape``."""
-    keep = pieces[0] if dropout else None
+    keep = pieces[0] if keep_scale else None
     s, out = pieces[-2:]
     n_query, t_query, t_key, head_dim = dims
     q, k, v = q.reshape(-1, n_query, head_dim), k.reshape(-1, t_key, head_dim), v.reshape(-1, t_key, head_dim)
@@ -127,22 +130,24 @@ def _forward_kernel(q, k, v, *pieces, dims, causal, additive, scores_shape, guar
         s4 = s.reshape(s.shape[0], -1, t_query, t_key)                  # (n, r, Tq, Tk): per query head
         s4 += causal_bias(t_query, t_key, s.dtype)
     softmax_rows_(s, guard)                                             # P, kept for backward
-    weights = s if keep is None else s * keep.reshape(s.shape)          # dropout on P
+    weights = s if keep is None else s * keep.reshape(s.shape)          # dropout on P: P * M
     xp.matmul(weights, v, out=out)                                      # (n, r*Tq, D)
+    if keep is not None:
+        out *= keep_scale                                               # / (1 - p)
 
 
-def _backward_kernel(grad, p, q, k, v, out, *pieces, dims, scale, dropout):
+def _backward_kernel(grad, p, q, k, v, out, *pieces, dims, scale, keep_scale):
     """dV, dS (into dP), dQ, dK for one piece; see the module docstring."""
-    keep = pieces[0] if dropout else None
+    keep = pieces[0] if keep_scale else None
     grad_q, grad_k, grad_v, grad_s = pieces[-4:]
     n_query, t_query, t_key, head_dim = dims
     grad, q, out = (a.reshape(-1, n_query, head_dim) for a in (grad, q, out))
     k, v = k.reshape(-1, t_key, head_dim), v.reshape(-1, t_key, head_dim)
     p, grad_s = p.reshape(-1, n_query, t_key), grad_s.reshape(-1, n_query, t_key)
     grad_q, grad_k, grad_v = grad_q.reshape(q.shape), grad_k.reshape(k.shape), grad_v.reshape(v.shape)
-    p_used = p if keep is None else p * keep.reshape(p.shape)
-    xp.matmul(xp.swapaxes(p_used, -1, -2), grad, out=grad_v)            # dV = P^T G, summed over the group
-    xp.matmul(grad, xp.swapaxes(v, -1, -2), out=grad_s)                 # dP = G V^T
+    p_used, grad_used = (p, grad) if keep is None else (p * keep.reshape(p.shape), grad * keep_scale)
+    xp.matmul(xp.swapaxes(p_used, -1, -2), grad_used, out=grad_v)       # dV = P^T G, summed over the group
+    xp.matmul(grad_used, xp.swapaxes(v, -1, -2), out=grad_s)            # dP = G V^T
     if keep is not None:
         grad_s *= keep.reshape(grad_s.shape)
     # dS = P * (dP - sum_j(dP * P)); the row sum is cheaper on (Tq, D) than on (Tq, Tk):
@@ -168,9 +173,9 @@ def _query_blocks(t_query, t_key):
             for start in range(0, t_query, QUERY_BLOCK)]
 
 
-def _causal_forward_kernel(q, k, v, *pieces, dims, dropout):
+def _causal_forward_kernel(q, k, v, *pieces, dims, keep_scale):
     """The forward kernel for causal attention, by query blocks, on one piece."""
-    keep = pieces[0] if dropout else None
+    keep = pieces[0] if keep_scale else None
     s, out = pieces[-2:]
     n_query, t_query, t_key, head_dim = dims
     group = n_query // t_query                                          # r query heads per k/v head
@@ -187,13 +192,15 @@ def _causal_forward_kernel(q, k, v, *pieces, dims, dropout):
             scores[..., diagonal:] += bias[start:stop, diagonal:end]
             softmax_rows_(scores, False)                                # P for this block, in place
             s[:, head, start:stop, end:] = 0.0                          # unseen keys: weight 0
-            weights = scores if keep is None else scores * keep[:, head, start:stop, :end]
+            weights = scores if keep is None else scores * keep[:, head, start:stop, :end]   # P * M
             xp.matmul(weights, v[:, :end], out=out[:, head, start:stop])
+            if keep is not None:
+                out[:, head, start:stop] *= keep_scale                  # / (1 - p)
 
 
-def _causal_backward_kernel(grad, p, q, k, v, out, *pieces, dims, scale, dropout):
+def _causal_backward_kernel(grad, p, q, k, v, out, *pieces, dims, scale, keep_scale):
     """dQ, dK, dV for causal attention, by query blocks, on one piece (same formulas as above)."""
-    keep = pieces[0] if dropout else None
+    keep = pieces[0] if keep_scale else None
     grad_q, grad_k, grad_v = pieces[-3:]
     n_query, t_query, t_key, head_dim = dims
     group = n_query // t_query
@@ -208,7 +215,7 @@ def _causal_backward_kernel(grad, p, q, k, v, out, *pieces, dims, scale, dropout
         for start, stop, end in _query_blocks(t_query, t_key):
             probs, g = p[:, head, start:stop, :end], grad[:, head, start:stop]
             kept = None if keep is None else keep[:, head, start:stop, :end]
-            used = probs if kept is None else probs * kept
+            used, g = (probs, g) if kept is None else (probs * kept, g * keep_scale)   # P * M, G / (1 - p)
             grad_v[:, :end] += xp.matmul(xp.swapaxes(used, -1, -2), g)              # dV += P^T G
             grad_s = xp.matmul(g, xp.swapaxes(v[:, :end], -1, -2))                   # dP = G V^T
             if kept is not None:
@@ -235,17 +242,17 @@ class ScaledDotProductAttention(Function):
         additive = list(bias)                                       # added to S viewed as scores_shape
         if key_mask is not None:
             additive.append(padding_bias(key_mask, len(scores_shape), s.dtype))
-        self.mask = None
+        self.mask, self.keep_scale = None, None
         if dropout_p > 0.0:                                         # drawn whole: the same stream as unblocked
-            keep = backend.random_uniform(rng, s.shape, dtype=s.dtype) >= dropout_p
-            self.mask = keep.astype(s.dtype) / (1.0 - dropout_p)    # kept: the scaled mask
+            self.mask = backend.random_uniform(rng, s.shape, dtype=s.dtype) >= dropout_p   # kept: M, booleans
+            self.keep_scale = 1.0 / (1.0 - dropout_p)
         self.dims = (q.shape[-2], t_query, t_key, q.shape[-1])      # r*Tq, Tq, Tk, D
         lead = s.size // (s.shape[-2] * s.shape[-1])                # B * Hkv: pieces cut along it
         self.by_query_blocks = causal and not additive              # the masked half skipped
         if self.by_query_blocks:
-            kernel = functools.partial(_causal_forward_kernel, dims=self.dims, dropout=self.mask is not None)
+            kernel = functools.partial(_causal_forward_kernel, dims=self.dims, keep_scale=self.keep_scale)
         else:
-            kernel = functools.partial(_forward_kernel, dims=self.dims, causal=causal, dropout=self.mask is not None,
+            kernel = functools.partial(_forward_kernel, dims=self.dims, causal=causal, keep_scale=self.keep_scale,
                                        additive=additive, scores_shape=scores_shape,
                                        guard=key_mask is not None or bool(bias))
         blockwise(kernel, (q, k, v) + (() if self.mask is None else (self.mask,)), (s, out),
@@ -270,11 +277,11 @@ class ScaledDotProductAttention(Function):
         if self.by_query_blocks:
             grad_q, grad_k, grad_v = (xp.empty(a.shape, a.dtype) for a in (q, k, v))       # C order
             blockwise(functools.partial(_causal_backward_kernel, dims=self.dims, scale=self.scale,
-                                        dropout=self.mask is not None), saved, (grad_q, grad_k, grad_v), rows=lead,
+                                        keep_scale=self.keep_scale), saved, (grad_q, grad_k, grad_v), rows=lead,
                       block=self._block())
             return grad_q.reshape(self.q_shape), grad_k, grad_v
         grad_q, grad_k, grad_v, grad_s = (xp.empty(a.shape, a.dtype) for a in (q, k, v, p))   # C order
-        blockwise(functools.partial(_backward_kernel, dims=self.dims, scale=self.scale, dropout=self.mask is not None),
+        blockwise(functools.partial(_backward_kernel, dims=self.dims, scale=self.scale, keep_scale=self.keep_scale),
                   saved, (grad_q, grad_k, grad_v, grad_s), rows=1 if self.has_bias else lead)
         grads = (grad_q.reshape(self.q_shape), grad_k, grad_v)
         if self.has_bias:
