@@ -48,7 +48,14 @@ def test_parts_run_side_by_side_and_come_back_in_order(two_threads):
     names = parallel.run_parts([lambda i=i: (i, threading.current_thread().name) for i in range(3)])
     assert [i for i, _ in names] == [0, 1, 2]
     assert names[0][1] == threading.current_thread().name                 # the first part: the caller's
-    assert all(name.startswith("minillm") for _, name in names[1:])    # the rest: the pool's
+    assert all(name.startswith("minillm-worker") for _, name in names[1:])   # the rest: the pool's
+
+
+def test_parts_started_inside_a_part_run_in_turn_instead_of_waiting_for_the_pool(two_threads):
+    """A part that itself cuts work (a kernel calling parallel.matmul) must not deadlock the one worker."""
+    def nested():
+        return parallel.run_parts([lambda: "a", lambda: "b"])
+    assert parallel.run_parts([lambda: ["main"], nested]) == [["main"], ["a", "b"]]
 
 
 def test_a_failing_part_raises_in_the_caller(two_threads):

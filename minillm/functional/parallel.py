@@ -77,6 +77,7 @@ if THREADS > 1 and not _BLAS:
     THREADS = 1                  # no threadpoolctl, or no BLAS it knows: leave the BLAS its own threads
 _set_blas_threads(1)             # for the whole process, from now on (a small product lends it THREADS)
 
+_POOL_NAME = "minillm-worker"
 _pools = {}                      # process id -> executor; a forked child (MPI, multiprocessing) makes its own
 _pools_lock = threading.Lock()
 
@@ -85,15 +86,17 @@ def _pool():
     with _pools_lock:
         pid = os.getpid()
         if pid not in _pools:
-            _pools[pid] = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="minillm")
+            _pools[pid] = ThreadPoolExecutor(THREADS - 1, thread_name_prefix=_POOL_NAME)
         return _pools[pid]
 
 
 def run_parts(parts):
     """Call each zero-argument function of ``parts``, the first on this thread and the
-    rest on the pool, side by side; return their results in order."""
-    if len(parts) == 1:
-        return [parts[0]()]
+    rest on the pool, side by side; return their results in order. Called from one of
+    the pool's own threads (work inside a part), the parts run in turn on that thread:
+    waiting there for the pool could wait for itself."""
+    if len(parts) == 1 or threading.current_thread().name.startswith(_POOL_NAME):
+        return [part() for part in parts]
     others = [_pool().submit(part) for part in parts[1:]]
     results = [parts[0]()]
     results += [future.result() for future in others]   # re-raises a part's exception here
