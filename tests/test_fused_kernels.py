@@ -33,16 +33,16 @@ THREADED = pytest.mark.parametrize("threads", [1, 2], ids=["1-thread", "2-thread
 
 @contextlib.contextmanager
 def pieces_on(block, threads, query_block=None):
-    """Within: pieces of about ``block`` elements (None: the default) on ``threads`` threads, and
-    causal attention by ``query_block`` queries (None: the default)."""
-    saved = blocked.BLOCK, parallel.THREADS, attention.QUERY_BLOCK
+    """Within: pieces of about ``block`` elements (None: the default) on ``threads`` threads, even
+    for tiny arrays, and causal attention by ``query_block`` queries (None: the default)."""
+    saved = blocked.BLOCK, parallel.THREADS, parallel.MIN_THREADED, attention.QUERY_BLOCK
     blocked.BLOCK = saved[0] if block is None else block
-    parallel.THREADS = threads
-    attention.QUERY_BLOCK = saved[2] if query_block is None else query_block
+    parallel.THREADS, parallel.MIN_THREADED = threads, 0               # even tiny arrays are shared out
+    attention.QUERY_BLOCK = saved[3] if query_block is None else query_block
     try:
         yield
     finally:
-        blocked.BLOCK, parallel.THREADS, attention.QUERY_BLOCK = saved
+        blocked.BLOCK, parallel.THREADS, parallel.MIN_THREADED, attention.QUERY_BLOCK = saved
 
 
 def host(x):

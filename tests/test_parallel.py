@@ -16,8 +16,7 @@ from minillm.functional import blocked, parallel
 def two_threads(monkeypatch):
     """Cut even the smallest products and arrays into two parts."""
     monkeypatch.setattr(parallel, "THREADS", 2)
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
-    monkeypatch.setattr(parallel, "MIN_CUT_FLOPS", 0)
+    monkeypatch.setattr(parallel, "MIN_THREADED", 0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -31,13 +30,13 @@ def test_a_cut_product_equals_numpys_to_rounding(n, k, m, transposed, seed):
     a = xp.asarray(rng.standard_normal((n, k), dtype=numpy.float32))
     b = xp.asarray(rng.standard_normal((m, k) if transposed else (k, m), dtype=numpy.float32))
     b = b.T if transposed else b                                     # a transposed view, as Linear's W^T
-    saved = parallel.THREADS, parallel.MIN_PARALLEL_FLOPS, parallel.MIN_CUT_FLOPS
-    parallel.THREADS, parallel.MIN_PARALLEL_FLOPS, parallel.MIN_CUT_FLOPS = 2, 0, 0
+    saved = parallel.THREADS, parallel.MIN_THREADED
+    parallel.THREADS, parallel.MIN_THREADED = 2, 0
     try:
         cut = parallel.matmul(a, b)
         into = parallel.matmul(a, b, out=xp.full((n, m), numpy.nan, dtype=numpy.float32))
     finally:
-        parallel.THREADS, parallel.MIN_PARALLEL_FLOPS, parallel.MIN_CUT_FLOPS = saved
+        parallel.THREADS, parallel.MIN_THREADED = saved
     whole = backend.to_numpy(xp.matmul(a, b))
     bound = 4 * numpy.finfo(numpy.float32).eps * k * backend.to_numpy(xp.abs(a) @ xp.abs(b))  # |error| of a sum
     assert numpy.all(numpy.abs(backend.to_numpy(cut) - whole) <= bound)
@@ -100,23 +99,19 @@ def test_the_thread_count_follows_the_usual_settings(monkeypatch, settings_, exp
     assert parallel.thread_count() == (expected or os.cpu_count() or 1)
 
 
-def test_with_several_threads_the_blas_runs_on_one_but_for_small_products():
-    """Our threads and OpenBLAS's would fight for the cores: when minillm cuts work, the BLAS has one
-    thread, lent all of them only for the length of a small product."""
+def test_the_blas_has_all_threads_for_small_products_and_one_while_ours_run():
+    """Our threads and OpenBLAS's would fight for the cores: while minillm cuts work the BLAS
+    has one thread; small products (nothing of ours running beside them) get all of them."""
     if parallel.THREADS == 1:
         pytest.skip("minillm runs on one thread here (one CPU, or OMP_NUM_THREADS=1): the BLAS is left alone")
     pytest.importorskip("threadpoolctl")
 
     def blas_threads():                 # the BLAS libraries loaded when minillm was (NumPy's among them)
-        return [library.get_num_threads() for library in parallel._BLAS]
+        return {library.get_num_threads() for library in parallel._BLAS}
 
-    assert blas_threads() and set(blas_threads()) == {1}
-    seen = []
-    original = parallel._set_blas_threads
-    try:
-        parallel._set_blas_threads = lambda count: (seen.append(count), original(count))
-        a = xp.ones((64, 256), dtype=numpy.float32)
-        parallel.matmul(a, xp.ones((256, 256), dtype=numpy.float32))       # 8 MFLOP: small
-    finally:
-        parallel._set_blas_threads = original
-    assert seen == [parallel.THREADS, 1] and set(blas_threads()) == {1}
+    small = xp.ones((64, 256), dtype=numpy.float32)
+    parallel.matmul(small, xp.ones((256, 256), dtype=numpy.float32))        # 64K-element arrays
+    assert blas_threads() == {parallel.THREADS}
+    large = xp.ones((parallel.MIN_THREADED // 64, 64), dtype=numpy.float32)
+    parallel.matmul(large, xp.ones((64, 8), dtype=numpy.float32))           # a 1M-element operand: cut
+    assert blas_threads() == {1}

@@ -29,8 +29,7 @@ from minillm import backend
 from minillm.backend import xp
 from minillm.functional import parallel
 
-BLOCK = 1 << 18          # elements per piece: 1 MiB of float32 (see above for the measurement)
-MIN_THREADED = 1 << 20   # smaller arrays run on the calling thread (see above)
+BLOCK = 1 << 18   # elements per piece: 1 MiB of float32 (see above for the measurement)
 
 
 def _run(kernel, views, extra, starts, per_piece):
@@ -59,10 +58,11 @@ def blockwise(kernel, inputs, outputs, rows=None, extra=(), block=None, threads=
     rows = outputs[0].size if rows is None else rows
     block = BLOCK if block is None else block
     threads = parallel.THREADS if threads is None else threads
-    threads = threads if size >= MIN_THREADED else 1
+    threads = threads if size >= parallel.MIN_THREADED else 1
     per_piece = max(1, block * rows // max(size, 1))
-    if backend.name == "cupy" or per_piece >= rows:                   # one piece: one call, this thread
-        return [kernel(*inputs, *outputs, *extra)]
+    if backend.name == "cupy" or per_piece >= rows:                   # one piece: one call, this thread,
+        parallel.blas_threads(parallel.THREADS)                        # its products (attention's) on
+        return [kernel(*inputs, *outputs, *extra)]                     # the BLAS's own threads
     starts = list(range(0, rows, per_piece))
     views = [xp.ascontiguousarray(a).reshape(rows, -1) for a in inputs]   # views when already contiguous
     views += [a.reshape(rows, -1) for a in outputs]                      # views: outputs are contiguous

@@ -17,6 +17,12 @@ thread:
   whole of ``b`` on a one-thread BLAS, into its rows of the result;
 - an elementwise kernel is cut into runs of pieces (``blocked.blockwise``).
 
+Small work is not cut: under ``MIN_THREADED`` elements a product runs on the
+BLAS's own threads, lent back to it (``blas_threads``) until our threads next
+run, and elementwise work stays on the calling thread. Nothing of ours needs
+the other core then, and handing a small part to a Python thread (about
+0.1 ms) costs more than it saves.
+
 NumPy releases the GIL inside a ufunc and inside the BLAS, so the parts run
 side by side. Measured on the 2-core machine (see docs/performance.md): the
 MLP's 4096 x 384 @ 384 x 1536 product took 16.1 ms on OpenBLAS's two threads
@@ -44,8 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from minillm import backend
 from minillm.backend import xp
 
-MIN_PARALLEL_FLOPS = 1 << 22     # a product under ~4 MFLOP (e.g. 64 x 64 x 512) stays on one thread
-MIN_CUT_FLOPS = 1 << 27          # from ~134 MFLOP a product is cut over our threads; below, the BLAS's own
+MIN_THREADED = 1 << 20           # arrays under 1 M elements: the work on them stays on the calling thread
 
 
 def thread_count():
@@ -75,7 +80,8 @@ THREADS = thread_count() if backend.name == "numpy" else 1
 _BLAS = _blas_libraries() if THREADS > 1 else []
 if THREADS > 1 and not _BLAS:
     THREADS = 1                  # no threadpoolctl, or no BLAS it knows: leave the BLAS its own threads
-_set_blas_threads(1)             # for the whole process, from now on (a small product lends it THREADS)
+_set_blas_threads(1)             # one thread until small work lends it THREADS (``blas_threads``)
+_blas_now = 1
 
 _POOL_NAME = "minillm-worker"
 _pools = {}                      # process id -> executor; a forked child (MPI, multiprocessing) makes its own
@@ -97,6 +103,7 @@ def run_parts(parts):
     waiting there for the pool could wait for itself."""
     if len(parts) == 1 or threading.current_thread().name.startswith(_POOL_NAME):
         return [part() for part in parts]
+    blas_threads(1)                                      # the cores are ours now
     others = [_pool().submit(part) for part in parts[1:]]
     results = [parts[0]()]
     results += [future.result() for future in others]   # re-raises a part's exception here
@@ -108,24 +115,33 @@ def split(n, parts):
     return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
 
 
+def blas_threads(count):
+    """Give the BLAS ``count`` threads: all ``THREADS`` for small work (small products and
+    attention pieces, where handing a part to a Python thread costs more than it saves),
+    one before our own threads run. Changed only when it differs: the BLAS's threads keep
+    spinning between small products instead of being put to sleep and woken each time."""
+    global _blas_now
+    if count != _blas_now and _BLAS:
+        _set_blas_threads(count)
+        _blas_now = count
+
+
 def matmul(a, b, out=None):
     """``a @ b`` for 2-D ``a`` (n, k) and ``b`` (k, m), cut into one part per thread.
 
-    The rows of ``a`` (and of the result) are shared out when there are at least
-    64 per thread, otherwise the columns of ``b``. ``out``: an (n, m) C-contiguous
-    array to write into (made when None). Same numbers as ``xp.matmul(a, b)``."""
+    When one of the three arrays has ``MIN_THREADED`` elements or more, the rows of
+    ``a`` (and of the result) are shared out when there are at least 64 per thread,
+    otherwise the columns of ``b``. A smaller product runs on the BLAS's own threads
+    (``blas_threads``): the elementwise work around it is on one thread too, so
+    nothing of ours needs the other cores while the BLAS's threads spin. ``out``: an
+    (n, m) C-contiguous array to write into (made when None). The same numbers as
+    ``xp.matmul(a, b)`` up to the last bit (see the module docstring)."""
     n, m = a.shape[0], b.shape[1]
     if out is None:
         out = xp.empty((n, m), xp.result_type(a, b))
-    flops = 2 * n * m * a.shape[1]
-    if THREADS == 1 or flops < MIN_PARALLEL_FLOPS:
+    if THREADS == 1 or max(a.size, b.size, out.size) < MIN_THREADED:
+        blas_threads(THREADS)
         return xp.matmul(a, b, out=out)
-    if flops < MIN_CUT_FLOPS:                                    # small: the BLAS's threads, for this call
-        _set_blas_threads(THREADS)
-        try:
-            return xp.matmul(a, b, out=out)
-        finally:
-            _set_blas_threads(1)
     threads = THREADS
     if n >= 64 * threads:
         parts = [lambda lo=lo, hi=hi: xp.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in split(n, threads)]
