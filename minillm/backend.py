@@ -178,6 +178,30 @@ def random_uniform(rng, shape, dtype="float32"):
     return rng.random(shape, dtype=dtype)
 
 
+MASK_CHUNK = 1 << 20   # uniform numbers drawn at a time by ``random_keep_mask`` on the host
+
+
+def random_keep_mask(rng, shape, p, dtype="float32"):
+    """Booleans, True with probability 1 - p: ``random_uniform(rng, shape, dtype) >= p``.
+
+    The same numbers from the same generator as that one line (a generator's
+    stream does not depend on how many numbers are drawn at a time), but on the
+    host they are drawn ``MASK_CHUNK`` at a time into one reused buffer, so a
+    mask never needs the four-times-larger float32 array of uniforms (at the
+    nanoGPT config, 96 MiB for each layer's attention mask)."""
+    dtype = numpy.dtype(dtype)
+    if not isinstance(rng, numpy.random.Generator):          # CuPy's generator: one launch
+        return random_uniform(rng, shape, dtype) >= p
+    keep = numpy.empty(shape, dtype=bool)
+    flat = keep.reshape(-1)
+    buffer = numpy.empty(min(MASK_CHUNK, flat.size), dtype=dtype)
+    for start in range(0, flat.size, MASK_CHUNK):
+        piece = buffer[:min(MASK_CHUNK, flat.size - start)]
+        rng.random(out=piece, dtype=dtype)
+        numpy.greater_equal(piece, p, out=flat[start:start + piece.size])
+    return xp.asarray(keep)
+
+
 def synchronize():
     """Wait until the device has finished its queued work (before reading a timer)."""
     if name == "cupy":

@@ -216,3 +216,13 @@ def test_freed_memory_is_kept_for_the_next_step_unless_turned_off():
         results[setting] = done.stdout.strip()
     assert results["0"] == "False"
     assert results["1"] == str(backend.KEEPS_FREED_MEMORY)
+
+
+def test_a_keep_mask_drawn_in_chunks_is_the_one_line_mask(monkeypatch):
+    """random_keep_mask draws MASK_CHUNK uniforms at a time: the same booleans as drawing them all."""
+    monkeypatch.setattr(backend, "MASK_CHUNK", 7)                # many chunks and a ragged last one
+    for shape, p in (((3, 5, 4), 0.3), ((50,), 0.0), ((2, 0, 3), 0.5)):
+        chunked = backend.random_keep_mask(backend.device_rng(11), shape, p)
+        whole = backend.random_uniform(backend.device_rng(11), shape) >= p
+        assert chunked.shape == whole.shape and chunked.dtype == bool
+        numpy.testing.assert_array_equal(backend.to_numpy(chunked), backend.to_numpy(whole))

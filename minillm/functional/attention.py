@@ -244,7 +244,7 @@ class ScaledDotProductAttention(Function):
             additive.append(padding_bias(key_mask, len(scores_shape), s.dtype))
         self.mask, self.keep_scale = None, None
         if dropout_p > 0.0:                                         # drawn whole: the same stream as unblocked
-            self.mask = backend.random_uniform(rng, s.shape, dtype=s.dtype) >= dropout_p   # kept: M, booleans
+            self.mask = backend.random_keep_mask(rng, s.shape, dropout_p, dtype=s.dtype)   # kept: M, booleans
             self.keep_scale = 1.0 / (1.0 - dropout_p)
         self.dims = (q.shape[-2], t_query, t_key, q.shape[-1])      # r*Tq, Tq, Tk, D
         lead = s.size // (s.shape[-2] * s.shape[-1])                # B * Hkv: pieces cut along it

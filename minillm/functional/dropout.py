@@ -17,7 +17,7 @@ from minillm.backend import xp
 class Dropout(Function):
 
     def forward(self, x, p, rng):
-        self.keep = backend.random_uniform(rng, x.shape, dtype=x.dtype) >= p   # kept: the mask m, booleans
+        self.keep = backend.random_keep_mask(rng, x.shape, p, dtype=x.dtype)   # kept: the mask m, booleans
         self.scale = 1.0 / (1.0 - p)
         y = xp.multiply(x, self.keep, dtype=x.dtype)
         y *= self.scale
