@@ -124,7 +124,7 @@ class GELU(Function):
     Only x is kept for backward, which recomputes t piece by piece (as
     PyTorch does): at block 256 / batch 16 the activation is 24 MiB a layer,
     so keeping t would cost that much memory, and reading it back from memory
-    took longer than computing it again on a piece already in the cache.
+    took about as long as computing it again on a piece already in the cache.
     ``gelu_tanh_reference`` and ``gelu_tanh_grad_reference`` are the plain
     formulas the kernels are tested against.
     """
