@@ -54,7 +54,6 @@ def peak_rss_mib():
 def matmul_ceiling(seconds=1.0):
     """Best float32 GFLOP/s of square matrix products on the backend (2 n^3 FLOPs each), as
     minillm runs them: on the CPU, cut over its threads (``parallel.matmul``; the BLAS on one)."""
-    xp = backend.xp
     best = 0.0
     sizes = (1024, 2048) if backend.name == "numpy" else (4096, 8192)
     rng = numpy.random.default_rng(0)
