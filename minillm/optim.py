@@ -27,8 +27,6 @@ from minillm import backend
 from minillm.backend import xp
 from minillm.functional import parallel
 
-MIN_THREADED = 1 << 20   # fewer elements than this in all: updated on the calling thread
-
 
 def _groups(params, defaults):
     """Normalise ``params`` (a list of parameters, of (name, parameter) pairs, or of
@@ -111,7 +109,7 @@ class Optimizer:
     def _runs(self, live):
         """``live`` cut into one contiguous run per thread, of about equal element counts."""
         total = sum(p.size for _, _, p in live)
-        threads = parallel.THREADS if total >= MIN_THREADED else 1
+        threads = parallel.THREADS if total >= parallel.MIN_THREADED else 1   # small models: this thread
         runs, run, filled = [], [], 0
         for item in live:
             run.append(item)
@@ -119,7 +117,9 @@ class Optimizer:
             if filled * threads >= total * (len(runs) + 1) and len(runs) < threads - 1:
                 runs.append(run)
                 run = []
-        return runs + [run] if run or not runs else runs
+        if run or not runs:
+            runs.append(run)
+        return runs
 
     def _update_all(self, run, slot):
         for key, group, p in run:

@@ -318,13 +318,12 @@ def test_accumulating_scaled_micro_batches_equals_one_large_batch():
 def test_a_step_shared_out_over_threads_updates_every_parameter_as_one_thread_does(monkeypatch, make):
     np = numpy
     """Parameters of unequal sizes cut into per-thread runs: every one updated, number for number."""
-    import minillm.optim as optim_module
     from minillm.functional import parallel
     shapes = [(7, 5), (3,), (40, 2), (1,), (6, 6, 2), (9,)]
     results = []
     for threads in (1, 2, 3):
         monkeypatch.setattr(parallel, "THREADS", threads)
-        monkeypatch.setattr(optim_module, "MIN_THREADED", 0)
+        monkeypatch.setattr(parallel, "MIN_THREADED", 0)
         rng = np.random.default_rng(0)
         params = [Parameter(rng.standard_normal(shape)) for shape in shapes]
         opt = make(params)

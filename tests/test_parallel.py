@@ -1,5 +1,6 @@
 """minillm's own CPU threads (``minillm.functional.parallel``): cutting work into
 parts must never change a number, and must run every part."""
+import os
 import threading
 
 import numpy
@@ -95,7 +96,6 @@ def test_the_thread_count_follows_the_usual_settings(monkeypatch, settings_, exp
         monkeypatch.delenv(variable, raising=False)
     for variable, value in settings_.items():
         monkeypatch.setenv(variable, value)
-    import os
     assert parallel.thread_count() == (expected or os.cpu_count() or 1)
 
 

@@ -243,7 +243,7 @@ class ScaledDotProductAttention(Function):
         if key_mask is not None:
             additive.append(padding_bias(key_mask, len(scores_shape), s.dtype))
         self.mask, self.keep_scale = None, None
-        if dropout_p > 0.0:                                         # drawn whole: the same stream as unblocked
+        if dropout_p > 0.0:                                         # all of S at once: one mask whatever the pieces
             self.mask = backend.random_keep_mask(rng, s.shape, dropout_p, dtype=s.dtype)   # kept: M, booleans
             self.keep_scale = 1.0 / (1.0 - dropout_p)
         self.dims = (q.shape[-2], t_query, t_key, q.shape[-1])      # r*Tq, Tq, Tk, D

@@ -100,7 +100,7 @@ def _gelu_forward_kernel(x, y):
 
 def _gelu_backward_kernel(x, grad, d):
     """d = grad * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2)) on one piece, t recomputed from x."""
-    t = xp.empty(x.shape, x.dtype)            # the piece's tanh, recomputed: cheaper than reading a stored one
+    t = xp.empty(x.shape, x.dtype)            # the piece's tanh, recomputed rather than kept from forward
     _gelu_tanh_kernel(x, t)
     scratch = xp.multiply(t, t, out=xp.empty(t.shape, t.dtype))  # t^2
     xp.subtract(1.0, scratch, out=scratch)    # 1 - t^2

@@ -35,16 +35,20 @@ def layer_norm_grad_reference(x, weight, grad, eps):
     return grad_x, (grad * xhat).sum(axis=rows), grad.sum(axis=rows)
 
 
+def _row_means(a):
+    """The mean of each row of a (n, C) array, (n, 1): a matrix-vector product with a column of
+    1/C (the BLAS reads each row once, faster than NumPy's mean along an axis)."""
+    return a @ xp.full((a.shape[-1], 1), 1.0 / a.shape[-1], dtype=a.dtype)
+
+
 def _forward_kernel(x, xhat, rstd, y, weight, bias, eps):
     """One piece of rows (..., C): xhat, rstd (..., 1) and y, written in place.
 
-    Row means are matrix-vector products with a column of 1/C (the BLAS reads each row once,
-    faster than NumPy's mean along an axis), and the variance is the row-wise dot product of
-    x - mu with itself (einsum: no temporary (x - mu)^2)."""
+    The variance is the row-wise dot product of x - mu with itself (einsum: no temporary
+    (x - mu)^2)."""
     width = x.shape[-1]
     x2, xhat2, y2 = x.reshape(-1, width), xhat.reshape(-1, width), y.reshape(-1, width)   # (n, C)
-    mean_of = xp.full((width, 1), 1.0 / width, dtype=x.dtype)           # (C, 1): a row's mean = row @ this
-    xp.subtract(x2, x2 @ mean_of, out=xhat2)                            # x - mu
+    xp.subtract(x2, _row_means(x2), out=xhat2)                          # x - mu
     variance = xp.einsum("nc,nc->n", xhat2, xhat2)[:, None]             # sum (x - mu)^2, (n, 1)
     variance *= 1.0 / width
     variance += eps                                                     # var + eps
@@ -71,7 +75,7 @@ def _backward_kernel(grad, xhat, rstd, grad_x, weight):
         xp.multiply(grad, weight, out=grad_x)                   # gh = g * w
     projection = xp.einsum("nc,nc->n", grad_x, xhat)[:, None]   # sum(gh * xhat), (n, 1)
     projection *= 1.0 / width                                   # mean(gh * xhat)
-    grad_x -= grad_x @ xp.full((width, 1), 1.0 / width, dtype=grad_x.dtype)   # gh - mean(gh)
+    grad_x -= _row_means(grad_x)                                # gh - mean(gh)
     grad_x -= xhat * projection                                 # - xhat * mean(gh * xhat)
     grad_x *= rstd
     return partial_w, partial_b
